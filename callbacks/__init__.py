@@ -1,0 +1,1 @@
+"""Evaluations and pictures as Lightning callbacks; metric state lives in torchmetrics objects."""

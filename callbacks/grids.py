@@ -1,0 +1,95 @@
+"""Image grids of paper 1 Fig. 4 and 5, saved as PNG in the run folder and sent to the logger.
+
+- ``recon``: originals (odd rows) over their reconstructions (even rows).
+- ``samples``: draws from the prior (Fig. 4 a, d: vary z_g and z_l).
+- ``vary_z_l``: row i keeps z_g of image i, column j takes z_l draw j (Fig. 4 b, e).
+- ``vary_z_g``: row i keeps z_l of image i, column j takes z_g draw j (Fig. 4 c, f).
+- ``style_transfer``: cell (i, j) is decode(z_g of image i, z_l of image j); the first row
+  and column show the images themselves (Fig. 5).
+"""
+from __future__ import annotations
+
+import os
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from callbacks.common import ensure_dir, require, run_dir
+from lightning_modules.base import Encodes
+
+
+class ImageGrids(pl.Callback):
+    """Args:
+        n: images per row / column.
+        every_n_epochs: draw after every this many validation epochs (and at test).
+        temperature: prior temperature of the sampled latents.
+        seed: seed of the fixed images and latent draws (the same grid cells every time).
+    """
+
+    def __init__(self, n: int = 8, every_n_epochs: int = 1, temperature: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        self.n, self.every_n_epochs, self.temperature, self.seed = n, every_n_epochs, temperature, seed
+        self.saved: list[str] = []
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        require(pl_module, Encodes, "ImageGrids", "encode and decode latents")
+
+    def _images(self, trainer: pl.Trainer, split: str) -> Tensor | None:
+        dm = trainer.datamodule
+        splits = getattr(dm, "splits", {})
+        if split not in splits or len(splits[split]) == 0:
+            return None
+        imgs = splits[split].images[: self.n]
+        return imgs.float() / 255.0 if imgs.dtype == torch.uint8 else imgs
+
+    @torch.no_grad()
+    def grids(self, pl_module: pl.LightningModule, x: Tensor) -> dict[str, Tensor]:
+        """x: (n, C, H, W) -> name -> grid image (3, H', W')."""
+        n = len(x)
+        g = torch.Generator().manual_seed(self.seed)
+        lat = pl_module.encode(x)
+        draws = {k: (self.temperature * torch.randn(n, v.shape[1], generator=g)).to(v) for k, v in lat.items()}
+        out = {}
+        recon = pl_module.decode(lat)
+        out["recon"] = make_grid(torch.stack([x, recon], 1).flatten(0, 1), nrow=n, padding=1)
+        out["samples"] = make_grid(pl_module.decode(draws), nrow=n, padding=1)
+        if "z_l" in lat and "z_g" in lat:
+            for fixed, varied in (("z_g", "z_l"), ("z_l", "z_g")):
+                rows = {fixed: lat[fixed].repeat_interleave(n, 0), varied: draws[varied].repeat(n, 1)}
+                out[f"vary_{varied}"] = make_grid(pl_module.decode(rows), nrow=n, padding=1)
+            cells = {"z_g": lat["z_g"].repeat_interleave(n, 0), "z_l": lat["z_l"].repeat(n, 1)}
+            body = pl_module.decode(cells).view(n, n, *x.shape[1:])
+            blank = torch.ones_like(x[:1])
+            top = torch.cat([blank, x])  # first row: the z_l donors
+            rows = [top] + [torch.cat([x[i : i + 1], body[i]]) for i in range(n)]
+            out["style_transfer"] = make_grid(torch.cat(rows), nrow=n + 1, padding=1)
+        return out
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        x = self._images(trainer, split)
+        if x is None:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        grids = self.grids(pl_module, x.to(pl_module.device))
+        pl_module.train(was_training)
+        folder = ensure_dir(os.path.join(run_dir(trainer), "images"))
+        for name, img in grids.items():
+            path = os.path.join(folder, f"{split}_{name}_step{trainer.global_step:07d}.png")
+            save_image(img.float().cpu(), path)
+            self.saved.append(path)
+            for lg in trainer.loggers:
+                if hasattr(lg, "log_image"):
+                    lg.log_image(key=f"{split}/{name}", images=[img.float().cpu()], step=trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self._draw(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "test")

@@ -1,0 +1,44 @@
+"""Writes the final scalars of every ``fit``, ``validate`` and ``test`` to ``metrics.json``.
+
+The file (in the run folder, ``trainer.default_root_dir``) holds the config name, the seed,
+the global step, the stage and every logged scalar (``trainer.callback_metrics``: the last
+validation / test epoch and the last logged training step). A copy goes to
+``metrics_<stage>.json`` so a later ``test`` does not hide the ``fit`` numbers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytorch_lightning as pl
+import torch
+
+
+class MetricsJson(pl.Callback):
+    def __init__(self, config_name: str | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        self.config_name, self.seed = config_name, seed
+        self.path: str | None = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = {}
+        for k, v in trainer.callback_metrics.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                v = v.item()
+            if isinstance(v, (int, float)):
+                metrics[k] = v if math.isfinite(v) else str(v)
+        record = {
+            "config": self.config_name, "seed": self.seed, "step": trainer.global_step,
+            "epoch": trainer.current_epoch, "stage": stage, "model": type(pl_module).__name__,
+            "metrics": dict(sorted(metrics.items())),
+        }
+        folder = trainer.default_root_dir
+        os.makedirs(folder, exist_ok=True)
+        for name in ("metrics.json", f"metrics_{stage}.json"):
+            with open(os.path.join(folder, name), "w") as f:
+                json.dump(record, f, indent=2)
+        self.path = os.path.abspath(os.path.join(folder, "metrics.json"))
+        print(f"splitlab: final metrics written to {self.path}", flush=True)

@@ -1,0 +1,183 @@
+"""The Table 1 test of paper 1 (Sec. 4.2.2): does z_g hold the digit and z_l not?
+
+Held-out images are encoded; a judge classifier trained on real images labels
+(i) the reconstructions, (ii) the reconstructions with z_l resampled from N(0, I),
+(iii) the reconstructions with z_g resampled from N(0, I). A model that puts the digit in
+z_g and the colours in z_l keeps (ii) high and drops (iii) to chance.
+
+Logged as ``<stage>/table1_acc_recon``, ``<stage>/table1_acc_resample_z_l``,
+``<stage>/table1_acc_resample_z_g`` (fractions in [0, 1]) and ``<stage>/table1_gap`` =
+(ii) - (iii). The resampled latents are a fixed draw per dataset index, and the
+accuracies are torchmetrics states, so N processes give the numbers of one.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from callbacks.common import IndexedNoise, eval_split_size, require, run_dir
+from lightning_modules.base import Encodes
+from lightning_modules.classifier import Classifier
+from splitlab.errors import ConfigError, DataError
+
+VARIANTS = ("recon", "resample_z_l", "resample_z_g")
+
+
+class Table1Callback(pl.Callback):
+    """Paper 1 Table 1 as a callback.
+
+    Args:
+        judge_ckpt: checkpoint of a :class:`Classifier` trained on the dataset. If None, the
+            callback reuses ``<run folder>/judge.ckpt`` or first trains one there on the
+            training split (rank 0 trains, the others wait and load it).
+        judge_epochs: epochs of that quick training.
+        judge_width: width of that judge's network.
+        num_classes: labels of the dataset.
+        every_n_epochs: run during validation every this many epochs (always at test).
+        seed: seed of the fixed N(0, I) draws.
+    """
+
+    def __init__(
+        self, judge_ckpt: str | None = None, judge_epochs: int = 4, judge_width: int = 16, num_classes: int = 10,
+        every_n_epochs: int = 1, seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.judge_ckpt, self.judge_epochs, self.judge_width = judge_ckpt, judge_epochs, judge_width
+        self.num_classes, self.every_n_epochs = num_classes, every_n_epochs
+        self.noise = IndexedNoise(seed)
+        self.judge: Classifier | None = None
+        self.metrics = MetricCollection({v: MulticlassAccuracy(num_classes, average="micro") for v in VARIANTS})
+        self.last: dict[str, float] = {}
+        self._present: set[str] = set()
+
+    # ------------------------------------------------------------------ judge
+    def _judge_path(self, trainer: pl.Trainer) -> str:
+        return self.judge_ckpt or os.path.join(run_dir(trainer), "judge.ckpt")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        require(pl_module, Encodes, "Table1Callback", "encode and decode latents")
+        path = self._judge_path(trainer)
+        if self.judge_ckpt is not None and not os.path.isfile(path):
+            raise DataError(
+                f"Table1Callback.judge_ckpt={path} does not exist. Train a judge with "
+                "`lightning fit --config configs/judge_svhn.yaml` and give its last.ckpt, or remove judge_ckpt "
+                "to let the callback train one on the training split."
+            )
+        if not os.path.isfile(path):
+            if trainer.is_global_zero:
+                self._train_judge(trainer, path)
+            trainer.strategy.barrier("table1_judge")
+        self.judge = Classifier.load_from_checkpoint(path, map_location="cpu").eval()
+        self.judge.requires_grad_(False)
+
+    def _train_judge(self, trainer: pl.Trainer, path: str) -> None:
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "splits"):
+            raise ConfigError("Table1Callback without judge_ckpt needs a splitlab datamodule to train its judge on.")
+        dm.setup("fit")
+        train = dm.train_set
+        if (train.labels < 0).all():
+            raise ConfigError("Table1Callback needs labelled data (the judge is a classifier); this dataset has no labels.")
+        rank_zero_info(f"Table1Callback: training a judge classifier on {len(train)} training images -> {path}")
+        judge = Classifier(channels=train.images.shape[1], num_classes=self.num_classes, width=self.judge_width)
+        fast = bool(trainer.fast_dev_run)  # smoke runs train the judge on a few batches only
+        judge.fit_tensors(
+            train.images, train.labels, epochs=1 if fast else self.judge_epochs,
+            device=trainer.strategy.root_device, max_batches=2 if fast else None,
+        )
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(
+            {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams), "pytorch-lightning_version": pl.__version__},
+            path,
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def _active(self, trainer: pl.Trainer, stage: str) -> bool:
+        if trainer.sanity_checking:
+            return False
+        return stage == "test" or (trainer.current_epoch + 1) % self.every_n_epochs == 0 or trainer.state.fn == "validate"
+
+    @torch.no_grad()
+    def _update(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict[str, Tensor], stage: str) -> None:
+        if "label" not in batch:
+            return
+        x, y, index = batch["image"], batch["label"], batch["index"]
+        self.judge.to(x.device)
+        self.metrics.to(x.device)
+        latents = pl_module.encode(x)
+        size = eval_split_size(trainer, stage)
+        outs = {"recon": pl_module.decode(latents)}
+        for name in ("z_l", "z_g"):
+            if name in latents:
+                z = dict(latents)
+                z[name] = self.noise.get(name, index, latents[name].shape[1], size).to(latents[name].dtype)
+                outs[f"resample_{name}"] = pl_module.decode(z)
+        self._present = set(outs)  # the same on every process: it depends on the model only
+        for v, img in outs.items():
+            self.metrics[v].update(self.judge(img.float()), y)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._active(trainer, "val"):
+            self._update(trainer, pl_module, batch, "val")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(trainer, pl_module, batch, "test")
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self._active(trainer, stage):
+            return
+        values = {}
+        for v in VARIANTS:
+            if v in self._present:
+                values[v] = self.metrics[v].compute()  # synced across processes by torchmetrics
+        self.metrics.reset()
+        if not values:
+            return
+        for v, val in values.items():
+            pl_module.log(f"{stage}/table1_acc_{v}", val, sync_dist=False)
+        if "resample_z_l" in values and "resample_z_g" in values:
+            pl_module.log(f"{stage}/table1_gap", values["resample_z_l"] - values["resample_z_g"], sync_dist=False)
+        self.last = {v: float(val) for v, val in values.items()}
+        self.last_stage = stage
+        for lg in trainer.loggers:
+            if hasattr(lg, "log_table"):
+                lg.log_table(
+                    key=f"{stage}/table1", columns=["variant", "accuracy"],
+                    data=[[v, self.last[v]] for v in self.last], step=trainer.global_step,
+                )
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._log(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._log(trainer, pl_module, "test")
+
+    def format_table(self) -> str:
+        rows = [("Direct reconstruction", "recon"), ("Reconstruction with z_l ~ N(0, I)", "resample_z_l"),
+                ("Reconstruction with z_g ~ N(0, I)", "resample_z_g")]
+        lines = [f"Table 1 ({getattr(self, 'last_stage', 'val')} split, judge accuracy)"]
+        lines += [f"  {label:<36} {self.last[k]:.4f}" for label, k in rows if k in self.last]
+        if "resample_z_l" in self.last and "resample_z_g" in self.last:
+            lines.append(f"  {'gap (z_l resampled - z_g resampled)':<36} {self.last['resample_z_l'] - self.last['resample_z_g']:.4f}")
+        return "\n".join(lines)
+
+    def _print(self, trainer: pl.Trainer) -> None:
+        if self.last and trainer.is_global_zero:
+            print(self.format_table(), file=sys.stdout, flush=True)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._print(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._print(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "validate":
+            self._print(trainer)

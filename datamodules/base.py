@@ -1,0 +1,195 @@
+"""Shared datamodule machinery: in-memory uint8 splits, CPU or GPU-resident batching.
+
+Every split is held as a uint8 tensor (N, C, H, W) plus labels; batches are dicts
+``{"image", "label", "index"}``. Images travel as uint8 and become float in [0, 1] on the
+device (``on_after_batch_transfer``), which quarters the host-to-device traffic.
+
+``on_device: true`` keeps each whole split on the accelerator and cuts (and shuffles)
+batches there, so no CPU loader sits on the training path. Under DDP each process takes its
+own shard of a permutation shared by all processes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from splitlab.errors import ConfigError
+
+
+class TensorDictDataset(Dataset):
+    """Items ``{"image": uint8 (C, H, W), "label": long, "index": long}`` from stacked tensors.
+
+    ``__getitems__`` fetches a whole batch with one indexing op (the DataLoader uses it), so
+    a CPU loader costs one gather per batch, not one Python call per image.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor | None = None) -> None:
+        self.images = images
+        self.labels = labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)
+        self.indices = torch.arange(len(images))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"image": self.images[i], "label": self.labels[i], "index": self.indices[i]}
+
+    def __getitems__(self, idx: list[int]) -> dict[str, Tensor]:
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return {"image": self.images[t], "label": self.labels[t], "index": t}
+
+
+def _identity_collate(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    return batch
+
+
+class UnrepeatedDistributedSampler(DistributedSampler):
+    """Evaluation sampler that gives each sample to exactly one process (no padding).
+
+    torch's DistributedSampler pads the last shard with repeated samples, which would count
+    them twice in a metric; torchmetrics syncs uneven shards correctly, so we do not pad.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+class DeviceBatches:
+    """Batches cut from tensors that already live on the accelerator.
+
+    Args:
+        tensors: name -> tensor with the sample dimension first, all on one device.
+        batch_size: per-process batch size.
+        shuffle: a new permutation each epoch (seeded by ``seed + epoch``: the same on every
+            process, each taking its own shard).
+        drop_last: drop the last incomplete batch.
+    """
+
+    def __init__(
+        self, tensors: dict[str, Tensor], batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0,
+        rank: int = 0, world_size: int = 1,
+    ) -> None:
+        self.tensors, self.batch_size, self.shuffle, self.drop_last = tensors, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        n = len(next(iter(tensors.values())))
+        self.n_local = len(range(rank, n, world_size)) if not shuffle else n // world_size
+
+    def __len__(self) -> int:
+        f = math.floor if self.drop_last else math.ceil
+        return int(f(self.n_local / self.batch_size))
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        first = next(iter(self.tensors.values()))
+        n, device = len(first), first.device
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            perm = torch.randperm(n, generator=g)[: self.n_local * self.world_size][self.rank :: self.world_size]
+        else:
+            perm = torch.arange(self.rank, n, self.world_size)
+        perm = perm.to(device, non_blocking=True)
+        self.epoch += 1
+        for i in range(len(self)):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            yield {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base for the image datasets. Subclasses fill ``self.splits`` in :meth:`setup`.
+
+    Args:
+        root: folder of the dataset files.
+        batch_size: per-process training batch size.
+        eval_batch_size: per-process batch size for validation and test (default: batch_size).
+        num_workers: CPU loader workers (ignored with ``on_device``).
+        on_device: keep each split on the accelerator and batch there (small datasets).
+        seed: seed of the train/val split and of the on-device shuffles.
+    """
+
+    #: image shape (C, H, W), set by subclasses
+    shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_device: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}; set `data.init_args.batch_size`.")
+        self.root, self.batch_size = root, batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.on_device, self.seed = num_workers, on_device, seed
+        self.splits: dict[str, TensorDictDataset] = {}
+
+    # -- accessors used by callbacks (judge training, grids)
+    @property
+    def train_set(self) -> TensorDictDataset:
+        return self.splits["train"]
+
+    @property
+    def val_set(self) -> TensorDictDataset:
+        return self.splits["val"]
+
+    @property
+    def test_set(self) -> TensorDictDataset:
+        return self.splits["test"]
+
+    # -- loaders
+    def _dist(self) -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _device(self) -> torch.device:
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _loader(self, split: str, train: bool):
+        ds = self.splits[split]
+        bs = self.batch_size if train else self.eval_batch_size
+        rank, world = self._dist()
+        if self.on_device:
+            dev = self._device()
+            tensors = {"image": ds.images.to(dev), "label": ds.labels.to(dev)}
+            return DeviceBatches(tensors, bs, shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world)
+        sampler = None if train or world == 1 else UnrepeatedDistributedSampler(ds, world, rank)
+        return DataLoader(
+            ds, batch_size=bs, shuffle=train if sampler is None else False, sampler=sampler, drop_last=train,
+            num_workers=self.num_workers, collate_fn=_identity_collate, persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+    def predict_dataloader(self):
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        img = batch["image"]
+        if img.dtype == torch.uint8:
+            batch["image"] = img.float().div_(255.0)
+        return batch

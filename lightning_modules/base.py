@@ -1,0 +1,211 @@
+"""RepresentationModule: what every model family shares.
+
+Hooks used and why:
+- ``training_step`` / ``validation_step`` / ``test_step``: call the family's
+  :meth:`compute_loss`, log every term under ``<stage>/<name>``.
+- ``on_train_batch_end``: every ``trainer.log_every_n_steps`` steps, one host sync to stop
+  on a NaN/Inf loss, naming the first bad step and term. Between checks the flag lives on
+  the device, so the training step itself never syncs.
+- ``on_save_checkpoint``: refuses to write a checkpoint after a NaN/Inf (so ``last.ckpt``
+  from before it survives) and stores the RNG states, so a resumed run continues the same
+  random stream (patch shuffles, reparameterisation noise, data order).
+- ``on_load_checkpoint`` / ``on_train_epoch_start``: restore those RNG states just before
+  the first resumed epoch draws its data order (after the sanity check, which draws too).
+- ``configure_model``: optional ``torch.compile`` of the networks.
+- ``configure_optimizers``: optimiser and scheduler from init args (LightningCLI
+  dependency injection: ``optimizer: {class_path: torch.optim.Adam, init_args: {lr: ...}}``).
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from splitlab.errors import ConfigError, NonFiniteLossError
+
+OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
+LRSchedulerCallable = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+
+# --------------------------------------------------------------------------- capabilities
+@runtime_checkable
+class Clusters(Protocol):
+    def cluster(self, x: Tensor) -> Tensor:
+        """x: (B, C, H, W) in [0, 1] -> (B,) cluster index."""
+
+
+@runtime_checkable
+class Detects(Protocol):
+    def detect(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x -> boxes (B, N, 4), scores (B, N), counts (B,)."""
+
+
+@runtime_checkable
+class HasLikelihood(Protocol):
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        """x -> (B,) log p(x) estimate in nats per image."""
+
+
+@runtime_checkable
+class Encodes(Protocol):
+    def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]: ...
+
+    def decode(self, latents: Mapping[str, Tensor]) -> Tensor: ...
+
+
+# --------------------------------------------------------------------------- base module
+class RepresentationModule(pl.LightningModule):
+    """Base of every family: image -> latents {z_g, z_l, ...} -> image.
+
+    Subclasses implement :meth:`compute_loss`, :meth:`encode`, :meth:`decode`, :meth:`sample`.
+
+    Args:
+        optimizer: a callable params -> optimiser (YAML: ``class_path`` + ``init_args``).
+        lr_scheduler: optional callable optimiser -> scheduler, stepped every training step.
+        compile: wrap the networks with ``torch.compile`` (in place, checkpoint keys unchanged).
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.compile_networks = compile
+        # NaN/Inf tracking on the device: first bad step (-1: none) and which terms were bad
+        self.register_buffer("_bad_step", torch.tensor(-1, dtype=torch.long), persistent=False)
+        self.register_buffer("_bad_terms", torch.zeros(0, dtype=torch.bool), persistent=False)
+        self._term_names: list[str] = []
+        self._pending_rng: dict[str, Any] | None = None
+
+    # ---- the surface every family implements
+    def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
+        """x: (B, C, H, W) in [0, 1] -> named scalar terms (batch means, nats) incl. ``loss``."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def sample_latents(self, n: int, temperature: float = 1.0) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """n images from the prior: (n, C, H, W) in [0, 1]."""
+        return self.decode(self.sample_latents(n, temperature))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    # ---- Lightning steps
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.compute_loss(batch["image"])
+        self._track_nonfinite(terms)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False)
+        return terms["loss"]
+
+    def _shared_eval(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+        terms = self.compute_loss(batch["image"])
+        self.log_dict(
+            {f"{stage}/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, sync_dist=True,
+            batch_size=batch["image"].shape[0],
+        )
+        return terms
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._shared_eval(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._shared_eval(batch, "test")
+
+    # ---- NaN / Inf guard
+    def _track_nonfinite(self, terms: dict[str, Tensor]) -> None:
+        if not self._term_names:
+            self._term_names = list(terms)
+            self._bad_terms = torch.zeros(len(terms), dtype=torch.bool, device=self._bad_step.device)
+        bad = torch.stack([~torch.isfinite(v.detach()).all() for v in terms.values()])
+        newly = bad.any() & (self._bad_step < 0)
+        step = torch.as_tensor(self.global_step, device=bad.device)
+        self._bad_step = torch.where(newly, step, self._bad_step)
+        self._bad_terms = torch.where(newly, bad, self._bad_terms)
+
+    def check_finite(self) -> None:
+        """One host sync: raise :class:`NonFiniteLossError` if a loss term went NaN/Inf."""
+        step = int(self._bad_step)
+        if step < 0:
+            return
+        names = [n for n, b in zip(self._term_names, self._bad_terms.tolist()) if b]
+        ckpt = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self._trainer else None
+        raise NonFiniteLossError(
+            f"Training stopped: the loss term(s) {names} became NaN or Inf at step {step}. "
+            f"No checkpoint was written after that step, so the last checkpoint in {ckpt} is from "
+            "before it; resume from it with `--ckpt_path last` after lowering the learning rate "
+            "(model.init_args.optimizer.init_args.lr), enabling gradient clipping "
+            "(trainer.gradient_clip_val), or training in fp32 (trainer.precision: 32-true)."
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        every = max(1, getattr(self.trainer, "log_every_n_steps", 50) or 1)
+        if self.global_step % every == 0:
+            self.check_finite()
+
+    def on_train_end(self) -> None:
+        self.check_finite()
+
+    # ---- checkpoints: NaN guard and RNG continuity
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite()
+        checkpoint["splitlab_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("splitlab_rng")
+
+    def on_train_epoch_start(self) -> None:
+        if self._pending_rng is not None:
+            rng, self._pending_rng = self._pending_rng, None
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+
+    # ---- optimisation
+    def networks(self) -> list[nn.Module]:
+        """The modules ``compile=True`` wraps; by default every child module."""
+        return [m for m in self.children() if any(True for _ in m.parameters())]
+
+    def configure_model(self) -> None:
+        if self.compile_networks and not getattr(self, "_compiled", False):
+            for m in self.networks():
+                m.compile()
+            self._compiled = True
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(opt), "interval": "step"}}
+
+
+def check_positive(name: str, value: float, key: str, allow_zero: bool = False) -> None:
+    """Raise a ValueError naming the YAML key when ``value`` is not (strictly) positive."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or value != value:
+        need = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {need}, got {value!r}; set `{key}` to a {need} number.")

@@ -1,0 +1,1 @@
+"""Building blocks that know nothing of Lightning: networks, likelihoods, aux transforms."""

@@ -1,0 +1,85 @@
+"""The ``lightning`` command: LightningCLI with splitlab's run folder conventions.
+
+    lightning fit --config configs/split_vae_svhn.yaml
+    lightning test --config configs/split_vae_svhn.yaml --ckpt_path last
+    python -m splitlab fit --config configs/quickstart.yaml
+
+Model and data are chosen by ``class_path`` in the YAML. Every run folder
+(``trainer.default_root_dir``) holds ``config.yaml``, ``checkpoints/last.ckpt``, the image
+grids and ``metrics.json``; ``--ckpt_path last`` resumes from that folder's ``last.ckpt``.
+Errors a user can fix (a bad value, a missing dataset, a NaN loss) print as one paragraph.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from callbacks.metrics_json import MetricsJson
+from splitlab.errors import SplitlabError
+
+
+class RunFolderConfig(SaveConfigCallback):
+    """Saves the resolved config as ``<default_root_dir>/config.yaml`` (also on resume) and
+    hands it to W&B as the run config."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        folder = trainer.default_root_dir
+        os.makedirs(folder, exist_ok=True)
+        self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True,
+                         multifile=False)
+        for lg in trainer.loggers:
+            if type(lg).__name__ == "WandbLogger":
+                try:
+                    lg.experiment.config.update(self.config.as_dict(), allow_val_change=True)
+                except Exception:  # logging the config must never stop training
+                    pass
+
+
+class SplitlabCLI(LightningCLI):
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", RunFolderConfig)
+        kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False, "overwrite": True})
+        super().__init__(model_class=None, datamodule_class=None, args=args, run=run, **kwargs)
+
+    def _run_config(self) -> Any:
+        return self.config.get(self.subcommand) if self.subcommand else self.config
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        cfg = self._run_config()
+        paths = cfg.get("config") or []
+        name = os.path.splitext(os.path.basename(str(paths[-1])))[0] if paths else None
+        seed = cfg.get("seed_everything")
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(MetricsJson(config_name=name, seed=seed if isinstance(seed, int) else None))
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                if cb.dirpath is None:  # a fixed folder, so `--ckpt_path last` finds it again
+                    cb.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+                if cb.save_last is None:
+                    cb.save_last = True
+        return trainer
+
+
+def main(args: Any = None) -> None:
+    """Entry point of the ``lightning`` console script."""
+    try:
+        SplitlabCLI(args=args)
+    except SplitlabError as e:
+        print(f"\nsplitlab error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as e:
+        # jsonargparse wraps errors raised while building the model / data; unwrap ours
+        inner = e.__cause__ or e.__context__
+        if isinstance(inner, SplitlabError):
+            print(f"\nsplitlab error: {inner}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

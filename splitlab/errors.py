@@ -1,0 +1,17 @@
+"""Errors that the ``lightning`` command prints as one paragraph, without a traceback."""
+
+
+class SplitlabError(Exception):
+    """Base of the errors a user can fix from the message alone."""
+
+
+class ConfigError(SplitlabError, ValueError):
+    """A config value is out of range or inconsistent; the message names the YAML key."""
+
+
+class DataError(SplitlabError, FileNotFoundError):
+    """A dataset folder or file is missing or unreadable; the message says what to put where."""
+
+
+class NonFiniteLossError(SplitlabError, RuntimeError):
+    """A loss term became NaN or Inf during training."""
