@@ -24,6 +24,7 @@ class MetricsJson(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
+        stage = str(getattr(stage, "value", stage))
         metrics = {}
         for k, v in trainer.callback_metrics.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:

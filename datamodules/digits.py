@@ -16,7 +16,7 @@ from splitlab.errors import ConfigError
 
 
 def colour_digits(grey: torch.Tensor, copies: int, generator: torch.Generator, size: int = 32,
-                  min_contrast: float = 0.5) -> torch.Tensor:
+                  min_contrast: float = 0.9) -> torch.Tensor:
     """grey: (N, 8, 8) in [0, 16] -> (copies*N, 3, size, size) uint8 coloured digits."""
     n = grey.shape[0]
     m = (grey.float() / 16.0).unsqueeze(1)
@@ -24,14 +24,13 @@ def colour_digits(grey: torch.Tensor, copies: int, generator: torch.Generator, s
     m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     m = m.repeat(copies, 1, 1, 1)  # (copies*N, 1, S, S)
     fg = torch.rand(copies * n, 3, 1, 1, generator=generator)
-    bg = torch.rand(copies * n, 3, 1, 1, generator=generator)
-    # push apart colours that are too close so the digit stays visible
-    d = fg - bg
-    norm = d.norm(dim=1, keepdim=True).clamp(min=1e-6)
-    too_close = norm < min_contrast
-    bg = torch.where(too_close, (fg - d / norm * min_contrast).clamp(0, 1), bg)
-    bg = torch.where(too_close & ((fg - bg).norm(dim=1, keepdim=True) < min_contrast * 0.99),
-                     (fg + d / norm * min_contrast).clamp(0, 1), bg)
+    # background: the first of 16 uniform candidates at least `min_contrast` away from the
+    # foreground in RGB (the farthest one if none is), so the digit stays visible
+    cand = torch.rand(copies * n, 16, 3, generator=generator)
+    dist = (cand - fg.view(-1, 1, 3)).norm(dim=-1)
+    ok = dist >= min_contrast
+    pick = torch.where(ok.any(1), ok.float().argmax(1), dist.argmax(1))
+    bg = cand[torch.arange(copies * n), pick].view(-1, 3, 1, 1)
     img = bg * (1 - m) + fg * m
     return (img * 255).round().to(torch.uint8)
 

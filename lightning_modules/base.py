@@ -146,6 +146,7 @@ class RepresentationModule(pl.LightningModule):
         if step < 0:
             return
         names = [n for n, b in zip(self._term_names, self._bad_terms.tolist()) if b]
+        names = [n for n in names if n != "loss"] or names  # name the culprit, not the sum
         ckpt = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self._trainer else None
         raise NonFiniteLossError(
             f"Training stopped: the loss term(s) {names} became NaN or Inf at step {step}. "

@@ -31,6 +31,7 @@ class LocalBranch(nn.Module):
         encoder: network x_hat -> (mu, logvar) of z_l; default a :class:`ConvEncoder`.
         decoder: network z_l -> likelihood parameters of x_hat; default a :class:`ConvDecoder`.
         encoder_widths / decoder_widths: channels of the default networks.
+        norm: batch normalisation in the default networks.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class LocalBranch(nn.Module):
         decoder: nn.Module | None = None,
         encoder_widths: tuple[int, ...] = (32, 64, 128),
         decoder_widths: tuple[int, ...] = (128, 64, 32),
+        norm: bool = False,
     ) -> None:
         super().__init__()
         if int(z_l_dim) != z_l_dim or z_l_dim < 1:
@@ -54,6 +56,7 @@ class LocalBranch(nn.Module):
         self.decoder = decoder
         self._enc_widths = tuple(encoder_widths)
         self._dec_widths = tuple(decoder_widths)
+        self._norm = norm
         self.likelihood: Likelihood | None = None
 
     @property
@@ -69,11 +72,11 @@ class LocalBranch(nn.Module):
         self.likelihood = likelihood
         if self.encoder is None:
             k = (6, 6, 4, 4, 4)[: len(self._enc_widths)]
-            self.encoder = ConvEncoder(channels, image_size, self.z_l_dim, self._enc_widths, k)
+            self.encoder = ConvEncoder(channels, image_size, self.z_l_dim, self._enc_widths, k, self._norm)
         if self.decoder is None:
             self.decoder = ConvDecoder(
                 self.z_l_dim, likelihood.params_per_channel * channels, image_size, self._dec_widths,
-                (5,) * len(self._dec_widths),
+                (5,) * len(self._dec_widths), 5, self._norm,
             )
 
     def aux(self, x: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ class ConvEncoder(nn.Module):
         latent_dim: D, size of z.
         widths: channels of each stride-2 convolution.
         kernels: kernel size of each convolution (even or odd).
+        norm: batch normalisation after each convolution.
     Shapes:
         forward(x: (B, C, H, W)) -> (mu: (B, D), logvar: (B, D))
     """
@@ -44,6 +45,7 @@ class ConvEncoder(nn.Module):
         latent_dim: int = 128,
         widths: Sequence[int] = (32, 64, 128),
         kernels: Sequence[int] = (6, 6, 4),
+        norm: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != len(kernels):
@@ -53,7 +55,8 @@ class ConvEncoder(nn.Module):
         c = in_channels
         for w, k in zip(widths, kernels):
             # padding (k-1)//2 with stride 2 halves the size exactly for even and odd k
-            layers += [nn.Conv2d(c, w, k, stride=2, padding=(k - 1) // 2 if k % 2 else k // 2 - 1), nn.ReLU()]
+            layers += [nn.Conv2d(c, w, k, stride=2, padding=(k - 1) // 2 if k % 2 else k // 2 - 1)]
+            layers += [nn.BatchNorm2d(w), nn.ReLU()] if norm else [nn.ReLU()]
             c = w
         self.features = nn.Sequential(*layers, nn.Flatten())
         feat = c * (image_size // 2 ** len(widths)) ** 2
@@ -76,6 +79,7 @@ class ConvDecoder(nn.Module):
         widths: channels of each stage; each stage but the first upsamples 2x first.
         kernels: kernel size of each stage's convolution.
         out_kernel: kernel size of the last convolution.
+        norm: batch normalisation after each convolution.
     Shapes:
         forward(z: (B, D)) -> params: (B, out_channels, H, W)
     """
@@ -88,6 +92,7 @@ class ConvDecoder(nn.Module):
         widths: Sequence[int] = (128, 64, 32),
         kernels: Sequence[int] = (5, 5, 5),
         out_kernel: int = 5,
+        norm: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != len(kernels):
@@ -99,7 +104,9 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         c = widths[0]
         for w, k in zip(widths, kernels):
-            layers += [nn.Conv2d(c, w, k, padding="same"), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest")]
+            layers += [nn.Conv2d(c, w, k, padding="same")]
+            layers += [nn.BatchNorm2d(w), nn.ReLU()] if norm else [nn.ReLU()]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest")]
             c = w
         layers.append(nn.Conv2d(c, out_channels, out_kernel, padding="same"))
         self.net = nn.Sequential(*layers)

@@ -1,0 +1,41 @@
+import torch
+
+from datamodules.base import DeviceBatches, UnrepeatedDistributedSampler
+from datamodules.digits import ColouredDigitsDataModule
+
+
+def test_splits_shapes_and_unseen_digits():
+    dm = ColouredDigitsDataModule(copies=2, eval_copies=1, val_digits=100, test_digits=100)
+    dm.setup()
+    assert dm.train_set.images.shape == (2 * 1597, 3, 32, 32)
+    assert len(dm.val_set) == 100 and len(dm.test_set) == 100
+    # every colouring of one digit has the same mask: same digit at index i and i + N
+    n = 1597
+    a, b = dm.train_set.images[0].float(), dm.train_set.images[n].float()
+    assert dm.train_set.labels[0] == dm.train_set.labels[n] and not torch.equal(a, b)
+    assert set(dm.train_set.labels.tolist()) == set(range(10))
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a, b, c = (ColouredDigitsDataModule(copies=1, seed=s) for s in (0, 0, 1))
+    for d in (a, b, c):
+        d.setup()
+    assert torch.equal(a.train_set.images, b.train_set.images)
+    assert not torch.equal(a.train_set.images, c.train_set.images)
+
+
+def test_device_batches_cover_each_sample_once_per_epoch_across_ranks():
+    t = {"image": torch.arange(100).view(100, 1), "label": torch.arange(100)}
+    seen = []
+    for rank in range(2):
+        it = DeviceBatches(t, batch_size=10, shuffle=True, drop_last=True, seed=3, rank=rank, world_size=2)
+        assert len(it) == 5
+        seen += [b["label"] for b in it]
+    seen = torch.cat(seen)
+    assert len(seen) == 100 and len(seen.unique()) == 100
+
+
+def test_unrepeated_sampler_does_not_pad():
+    ds = list(range(7))
+    parts = [list(UnrepeatedDistributedSampler(ds, 2, r)) for r in range(2)]
+    assert sorted(parts[0] + parts[1]) == ds
