@@ -165,13 +165,14 @@ class ImageDataModule(pl.LightningDataModule):
         ds = self.splits[split]
         bs = self.batch_size if train else self.eval_batch_size
         rank, world = self._dist()
+        drop_last = train and len(ds) // world > bs  # never drop a split's only batch
         if self.on_device:
             dev = self._device()
             tensors = {"image": ds.images.to(dev), "label": ds.labels.to(dev)}
-            return DeviceBatches(tensors, bs, shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world)
+            return DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
         sampler = None if train or world == 1 else UnrepeatedDistributedSampler(ds, world, rank)
         return DataLoader(
-            ds, batch_size=bs, shuffle=train if sampler is None else False, sampler=sampler, drop_last=train,
+            ds, batch_size=bs, shuffle=train if sampler is None else False, sampler=sampler, drop_last=drop_last,
             num_workers=self.num_workers, collate_fn=_identity_collate, persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

@@ -129,6 +129,16 @@ class RepresentationModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._shared_eval(batch, "test")
 
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """``lightning predict``: the posterior-mean latents and the reconstruction of each image."""
+        latents = self.encode(batch["image"])
+        out = {k: v.detach() for k, v in latents.items()}
+        out["reconstruction"] = self.decode(latents)
+        for key in ("label", "index"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
     # ---- NaN / Inf guard
     def _track_nonfinite(self, terms: dict[str, Tensor]) -> None:
         if not self._term_names:
@@ -170,7 +180,7 @@ class RepresentationModule(pl.LightningModule):
         checkpoint["splitlab_rng"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_safe(np.random.get_state()),
             "python": random.getstate(),
         }
 
@@ -183,7 +193,7 @@ class RepresentationModule(pl.LightningModule):
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-            np.random.set_state(rng["numpy"])
+            np.random.set_state(_numpy_state_from_safe(rng["numpy"]))
             random.setstate(rng["python"])
 
     # ---- optimisation
@@ -202,6 +212,17 @@ class RepresentationModule(pl.LightningModule):
         if self.lr_scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(opt), "interval": "step"}}
+
+
+def _numpy_state_to_safe(state: tuple) -> tuple:
+    """numpy's RNG state with its array as a tensor, so ``torch.load(weights_only=True)`` reads it."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_safe(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
 
 
 def check_positive(name: str, value: float, key: str, allow_zero: bool = False) -> None:

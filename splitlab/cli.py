@@ -72,13 +72,26 @@ def main(args: Any = None) -> None:
     except SplitlabError as e:
         print(f"\nsplitlab error: {e}", file=sys.stderr)
         sys.exit(2)
-    except ValueError as e:
+    except Exception as e:
         # jsonargparse wraps errors raised while building the model / data; unwrap ours
-        inner = e.__cause__ or e.__context__
-        if isinstance(inner, SplitlabError):
-            print(f"\nsplitlab error: {inner}", file=sys.stderr)
-            sys.exit(2)
-        raise
+        ours = _find_ours(e)
+        if ours is None:
+            raise
+        print(f"\nsplitlab error: {ours}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _find_ours(e: BaseException | None) -> SplitlabError | None:
+    """Our error in the exception chain, or the last one raised if its text is folded into it."""
+    texts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, SplitlabError):
+            return e
+        seen.add(id(e))
+        texts.append(str(e))
+        e = e.__cause__ or e.__context__
+    last = SplitlabError.last
+    return last if last is not None and any(str(last) in t for t in texts) else None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,18 @@
 
 
 class SplitlabError(Exception):
-    """Base of the errors a user can fix from the message alone."""
+    """Base of the errors a user can fix from the message alone.
+
+    ``SplitlabError.last`` is the most recent one raised: jsonargparse re-raises errors from
+    nested constructors (a ``local_branch`` inside a ``model``) as its own ValueError with the
+    text folded in, and the ``lightning`` command uses it to print ours alone.
+    """
+
+    last: "SplitlabError | None" = None
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        SplitlabError.last = self
 
 
 class ConfigError(SplitlabError, ValueError):

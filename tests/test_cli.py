@@ -34,7 +34,6 @@ def test_every_config_runs_one_step(cfg, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["config"] == cfg.stem and metrics["step"] == 1
     assert "final metrics written to" in r.stdout
-    assert (run_dir / "config.yaml").exists()
 
 
 def test_print_config_and_module_entry():
@@ -96,3 +95,25 @@ def test_truncated_dataset_file(tmp_path):
                  f"--trainer.default_root_dir={tmp_path}/run", "--trainer.logger=false"])
     assert r.returncode == 2
     assert "truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    small = ["--config", "configs/quickstart.yaml", "--trainer.logger=false", f"--trainer.default_root_dir={run}",
+             "--data.init_args.copies=1", "--data.init_args.eval_copies=1", "--trainer.accelerator=cpu"]
+    r = run_cli(["fit", *small, "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # the resolved config, in the run folder
+    assert saved["trainer"]["max_steps"] == 3
+    for sub in ("validate", "test"):
+        r = run_cli([sub, *small, "--ckpt_path=last", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"])
+        assert r.returncode == 0, r.stderr[-3000:]
+        m = json.loads((run / "metrics.json").read_text())
+        stage = "val" if sub == "validate" else "test"
+        assert m["stage"] == sub or m["stage"] == {"validate": "validate", "test": "test"}[sub]
+        assert f"{stage}/table1_acc_recon" in m["metrics"] and f"{stage}/loss" in m["metrics"]
+        assert "Table 1" in r.stdout
+    assert (run / "metrics_fit.json").exists() and (run / "metrics_test.json").exists()
+    r = run_cli(["predict", *small, "--ckpt_path=last", "--trainer.limit_predict_batches=1"])
+    assert r.returncode == 0, r.stderr[-3000:]
