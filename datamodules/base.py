@@ -82,8 +82,14 @@ class DeviceBatches:
     ) -> None:
         self.tensors, self.batch_size, self.shuffle, self.drop_last = tensors, batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        # Lightning calls ``loader.sampler.set_epoch(epoch)`` before each epoch: the order then
+        # depends on the epoch number alone, so a resumed run sees the batches it would have seen
+        self.sampler = self
         n = len(next(iter(tensors.values())))
         self.n_local = len(range(rank, n, world_size)) if not shuffle else n // world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         f = math.floor if self.drop_last else math.ceil
@@ -98,7 +104,6 @@ class DeviceBatches:
         else:
             perm = torch.arange(self.rank, n, self.world_size)
         perm = perm.to(device, non_blocking=True)
-        self.epoch += 1
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             yield {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
@@ -170,11 +175,18 @@ class ImageDataModule(pl.LightningDataModule):
             dev = self._device()
             tensors = {"image": ds.images.to(dev), "label": ds.labels.to(dev)}
             return DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
-        sampler = None if train or world == 1 else UnrepeatedDistributedSampler(ds, world, rank)
+        if train:
+            # the shuffle order is a function of (seed, epoch) alone -- Lightning calls
+            # sampler.set_epoch(epoch) -- and the loader draws from its own generator, so the
+            # global RNG stream (patch shuffles, noise) is the same in a resumed run
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
+                                         drop_last=drop_last)
+        else:
+            sampler = UnrepeatedDistributedSampler(ds, world, rank)
         return DataLoader(
-            ds, batch_size=bs, shuffle=train if sampler is None else False, sampler=sampler, drop_last=drop_last,
-            num_workers=self.num_workers, collate_fn=_identity_collate, persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            ds, batch_size=bs, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
+            collate_fn=_identity_collate, persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self):

@@ -57,7 +57,7 @@ def test_resume_after_kill_continues_the_same_run(tmp_path):
 def test_nan_loss_stops_naming_step_and_term_and_keeps_last_ckpt(tmp_path):
     cb = _callbacks_file(tmp_path, [
         {"class_path": "tests.helpers.PoisonAtStep", "init_args": {"step": 11}},
-        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 4, "save_last": True}},
+        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 4, "every_n_epochs": None, "save_last": True}},
     ])
     run = tmp_path / "nan"
     r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--config", cb, f"--trainer.default_root_dir={run}",

@@ -39,3 +39,16 @@ def test_unrepeated_sampler_does_not_pad():
     ds = list(range(7))
     parts = [list(UnrepeatedDistributedSampler(ds, 2, r)) for r in range(2)]
     assert sorted(parts[0] + parts[1]) == ds
+
+
+def test_device_batches_order_depends_on_the_epoch_lightning_sets():
+    from lightning_fabric.utilities.data import _set_sampler_epoch  # what Lightning calls each epoch
+
+    t = {"image": torch.arange(40).view(40, 1), "label": torch.arange(40)}
+    d = DeviceBatches(t, 8, shuffle=True, drop_last=True, seed=1)
+    orders = {}
+    for epoch in (0, 1, 0):
+        _set_sampler_epoch(d, epoch)
+        orders.setdefault(epoch, []).append(torch.cat([b["label"] for b in d]).tolist())
+    assert orders[0][0] == orders[0][1]  # a resumed epoch 0 repeats epoch 0
+    assert orders[0][0] != orders[1][0]
