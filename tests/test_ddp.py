@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import read_metrics, run_cli
 
 SMALL = ["--trainer.accelerator=cpu", "--trainer.logger=false", "--data.init_args.copies=1",
-         "--data.init_args.eval_copies=1", "--data.init_args.val_digits=101"]  # 101: uneven shards
+         "--data.init_args.eval_copies=1", "--data.init_args.val_digits=101",  # 101: uneven shards
+         "--data.init_args.eval_batch_size=1"]  # per-image forward passes: no batch-size float noise
 
 
 @pytest.mark.slow
