@@ -38,11 +38,7 @@ class ImageGrids(pl.Callback):
 
     def _images(self, trainer: pl.Trainer, split: str) -> Tensor | None:
         dm = trainer.datamodule
-        splits = getattr(dm, "splits", {})
-        if split not in splits or len(splits[split]) == 0:
-            return None
-        imgs = splits[split].images[: self.n]
-        return imgs.float() / 255.0 if imgs.dtype == torch.uint8 else imgs
+        return dm.first_images(split, self.n) if hasattr(dm, "first_images") else None
 
     @torch.no_grad()
     def grids(self, pl_module: pl.LightningModule, x: Tensor) -> dict[str, Tensor]:
@@ -93,3 +89,56 @@ class ImageGrids(pl.Callback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._draw(trainer, pl_module, "test")
+
+
+class ClusterGrids(ImageGrids):
+    """Grids of paper 1 Fig. 6 and 7 for models that cluster (GMVAE family).
+
+    - ``samples_per_cluster``: row k holds draws z_g ~ p(z_g | y = k), z_l fixed (Fig. 6 b, d).
+    - ``clusters``: row k holds held-out images the model assigns to cluster k (Fig. 7).
+
+    Args:
+        n: images per row.
+        max_clusters: rows at most.
+        pool: held-out images encoded to fill the ``clusters`` rows.
+    """
+
+    def __init__(self, n: int = 10, max_clusters: int = 30, pool: int = 1000, every_n_epochs: int = 1,
+                 temperature: float = 1.0, seed: int = 0) -> None:
+        super().__init__(n=n, every_n_epochs=every_n_epochs, temperature=temperature, seed=seed)
+        self.max_clusters, self.pool = max_clusters, pool
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        from lightning_modules.base import Clusters
+
+        require(pl_module, Clusters, "ClusterGrids", "cluster images (cluster(x))")
+
+    @torch.no_grad()
+    def cluster_grids(self, pl_module: pl.LightningModule, pool: Tensor) -> dict[str, Tensor]:
+        k = min(int(pl_module.K), self.max_clusters)
+        n = self.n
+        g = torch.Generator().manual_seed(self.seed)
+        y = torch.arange(k, device=pool.device).repeat_interleave(n)
+        std = (0.5 * pl_module.prior_logvar[y]).exp()
+        eps = torch.randn(std.shape, generator=g).to(std)
+        lat = {"z_g": pl_module.prior_mu[y] + self.temperature * std * eps}
+        if getattr(pl_module, "z_l_dim", 0):
+            lat["z_l"] = (self.temperature * torch.randn(1, pl_module.z_l_dim, generator=g)).to(std).expand(k * n, -1)
+        out = {"samples_per_cluster": make_grid(pl_module.decode(lat), nrow=n, padding=1)}
+        assigned = pl_module.cluster(pool)
+        blank = torch.ones_like(pool[0])
+        rows = []
+        for c in range(k):  # k rows of a picture: a loop over rows, not on the training path
+            members = pool[assigned == c][:n]
+            rows.append(torch.cat([members, blank.expand(n - len(members), *blank.shape)]))
+        out["clusters"] = make_grid(torch.cat(rows), nrow=n, padding=1)
+        return out
+
+    def grids(self, pl_module: pl.LightningModule, x: Tensor) -> dict[str, Tensor]:
+        out = super().grids(pl_module, x[: self.n])
+        out.update(self.cluster_grids(pl_module, x))
+        return out
+
+    def _images(self, trainer: pl.Trainer, split: str) -> Tensor | None:
+        dm = trainer.datamodule
+        return dm.first_images(split, self.pool) if hasattr(dm, "first_images") else None

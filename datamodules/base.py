@@ -49,6 +49,10 @@ def _identity_collate(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return batch
 
 
+def _stack_collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+
+
 class UnrepeatedDistributedSampler(DistributedSampler):
     """Evaluation sampler that gives each sample to exactly one process (no padding).
 
@@ -172,6 +176,8 @@ class ImageDataModule(pl.LightningDataModule):
         rank, world = self._dist()
         drop_last = train and len(ds) // world > bs  # never drop a split's only batch
         if self.on_device:
+            if not isinstance(ds, TensorDictDataset):
+                raise ConfigError(f"{type(self).__name__} cannot keep its data on the device; set `data.init_args.on_device: false`.")
             dev = self._device()
             tensors = {"image": ds.images.to(dev), "label": ds.labels.to(dev)}
             return DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
@@ -185,7 +191,7 @@ class ImageDataModule(pl.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(ds, world, rank)
         return DataLoader(
             ds, batch_size=bs, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
-            collate_fn=_identity_collate, persistent_workers=self.num_workers > 0,
+            collate_fn=_identity_collate if hasattr(ds, "__getitems__") else _stack_collate, persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed),
         )
 
@@ -200,6 +206,15 @@ class ImageDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self):
         return self._loader("test", False)
+
+    def first_images(self, split: str, n: int) -> Tensor | None:
+        """The first n images of a split as float (n, C, H, W) in [0, 1] (for image grids)."""
+        if split not in self.splits or len(self.splits[split]) == 0:
+            return None
+        ds = self.splits[split]
+        imgs = ds.images[:n] if isinstance(ds, TensorDictDataset) else torch.stack(
+            [ds[i]["image"] for i in range(min(n, len(ds)))])
+        return imgs.float() / 255.0 if imgs.dtype == torch.uint8 else imgs.float()
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         img = batch["image"]
