@@ -22,6 +22,12 @@ def _data_overrides(cfg_path: Path, tmp_path: Path) -> list[str]:
         write_svhn_mat(root, "test", 48, seed=2)
         return [f"--data.init_args.root={root}", "--data.init_args.download=false",
                 "--data.init_args.verify_md5=false", "--data.init_args.val_size=16"]
+    if cls.endswith("CelebADataModule"):
+        from tests.datamodules.test_celeba import write_celeba
+
+        write_celeba(tmp_path, n=12)
+        return [f"--data.init_args.root={tmp_path}", "--data.init_args.download=false",
+                "--data.init_args.verify_md5=false", "--data.init_args.num_workers=0"]
     return []
 
 

@@ -35,3 +35,13 @@ def test_split_vae_opens_the_table1_gap_and_plain_vae_does_not(tmp_path):
     # no such gap: the plain VAE's "z_l" half does not hold the local part (its sign is arbitrary)
     assert gap_plain < 0.2
     assert gap_split > gap_plain + 0.3
+
+
+@pytest.mark.slow
+def test_split_gmvae_clusters_by_digit_and_gmvae_does_not(tmp_path):
+    split, t_split = _fit("configs/quickstart_split_gmvae.yaml", tmp_path / "split_gmvae")
+    plain, t_plain = _fit("configs/quickstart_gmvae.yaml", tmp_path / "gmvae")
+    for name, m, t in (("SPLIT-GMVAE", split, t_split), ("GMVAE", plain, t_plain)):
+        print(f"\n{name} ({t:.0f}s): ACC {m['val/cluster_acc']:.3f} Hungarian {m['val/cluster_acc_hungarian']:.3f} "
+              f"NMI {m['val/cluster_nmi']:.3f} ARI {m['val/cluster_ari']:.3f}")
+    assert split["val/cluster_acc"] >= plain["val/cluster_acc"] + 0.15

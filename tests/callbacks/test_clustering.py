@@ -51,3 +51,40 @@ def test_accumulates_over_updates_like_one_batch():
     m.update(torch.tensor([2, 2, 0]), torch.tensor([1, 1, 1]))
     acc, hung = m.compute()
     assert acc.item() == pytest.approx(4 / 5) and hung.item() == pytest.approx(3 / 5)
+
+
+def test_clustering_callback_on_a_model_that_cannot_cluster_fails_at_start(tmp_path):
+    import pytorch_lightning as pl
+
+    from callbacks.clustering import ClusteringCallback
+    from datamodules.digits import ColouredDigitsDataModule
+    from lightning_modules.vae import VAE
+    from splitlab.errors import ConfigError
+
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, callbacks=[ClusteringCallback()], accelerator="cpu",
+                         max_steps=1)
+    with pytest.raises(ConfigError, match="ClusteringCallback needs a model that can cluster"):
+        trainer.fit(VAE(encoder_widths=(8, 8, 8), decoder_widths=(8, 8, 8)), datamodule=ColouredDigitsDataModule(copies=1))
+    assert trainer.global_step == 0
+
+
+def test_cluster_metric_on_a_trainer_run_logs_all_four(tmp_path):
+    import pytorch_lightning as pl
+
+    from callbacks.clustering import ClusteringCallback
+    from datamodules.digits import ColouredDigitsDataModule
+    from lightning_modules.gmvae import GMVAE
+
+    cb = ClusteringCallback()
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, callbacks=[cb], accelerator="cpu",
+                         enable_checkpointing=False, enable_progress_bar=False)
+    model = GMVAE(num_clusters=12, z_g_dim=4, encoder_widths=(8, 8, 8), decoder_widths=(8, 8, 8))
+    dm = ColouredDigitsDataModule(copies=1, eval_copies=1, batch_size=50)
+    trainer.validate(model, datamodule=dm)
+    m = trainer.callback_metrics
+    assert {"val/cluster_acc", "val/cluster_acc_hungarian", "val/cluster_nmi", "val/cluster_ari"} <= set(m)
+    model.eval()
+    clusters = model.cluster(dm.val_set.images.float() / 255)
+    direct = ClusterContingency(12, 10)
+    direct.update(clusters, dm.val_set.labels)
+    assert m["val/cluster_acc"].item() == pytest.approx(direct.compute()[0].item())
