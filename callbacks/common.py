@@ -28,9 +28,8 @@ def require(pl_module: pl.LightningModule, capability: type, callback: str, what
 def eval_split_size(trainer: pl.Trainer, stage: str) -> int | None:
     dm = trainer.datamodule
     splits = getattr(dm, "splits", None)
-    key = {"val": "val", "test": "test"}[stage]
-    if splits and key in splits:
-        return len(splits[key])
+    if splits and stage in splits:  # stage is "val" or "test", the split names
+        return len(splits[stage])
     return None
 
 
