@@ -23,26 +23,36 @@ from splitlab.errors import ConfigError
 
 
 class TensorDictDataset(Dataset):
-    """Items ``{"image": uint8 (C, H, W), "label": long, "index": long}`` from stacked tensors.
+    """Items ``{"image": uint8 (C, H, W), "label": long, "index": long, **extras}`` from stacked tensors.
 
-    ``__getitems__`` fetches a whole batch with one indexing op (the DataLoader uses it), so
-    a CPU loader costs one gather per batch, not one Python call per image.
+    ``extras`` are further per-sample tensors served under their names (Multi-Bird's
+    ``count``, ``boxes``, ``boxes_mask``). ``__getitems__`` fetches a whole batch with one
+    indexing op per field (the DataLoader uses it), so a CPU loader costs one gather per
+    batch, not one Python call per image.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None = None) -> None:
+    def __init__(self, images: Tensor, labels: Tensor | None = None, extras: dict[str, Tensor] | None = None) -> None:
         self.images = images
         self.labels = labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)
         self.indices = torch.arange(len(images))
+        self.extras = dict(extras or {})
+        for k, v in self.extras.items():
+            if len(v) != len(images):
+                raise ValueError(f"extra field {k!r} has {len(v)} rows for {len(images)} images")
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def fields(self) -> dict[str, Tensor]:
+        """Every per-sample tensor by batch key (without ``index``)."""
+        return {"image": self.images, "label": self.labels, **self.extras}
+
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {"image": self.images[i], "label": self.labels[i], "index": self.indices[i]}
+        return {k: v[i] for k, v in self.fields().items()} | {"index": self.indices[i]}
 
     def __getitems__(self, idx: list[int]) -> dict[str, Tensor]:
         t = torch.as_tensor(idx, dtype=torch.long)
-        return {"image": self.images[t], "label": self.labels[t], "index": t}
+        return {k: v[t] for k, v in self.fields().items()} | {"index": t}
 
 
 def _identity_collate(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -179,7 +189,7 @@ class ImageDataModule(pl.LightningDataModule):
             if not isinstance(ds, TensorDictDataset):
                 raise ConfigError(f"{type(self).__name__} cannot keep its data on the device; set `data.init_args.on_device: false`.")
             dev = self._device()
-            tensors = {"image": ds.images.to(dev), "label": ds.labels.to(dev)}
+            tensors = {k: v.to(dev) for k, v in ds.fields().items()}
             return DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
         if train:
             # the shuffle order is a function of (seed, epoch) alone -- Lightning calls
