@@ -142,3 +142,43 @@ class ClusterGrids(ImageGrids):
     def _images(self, trainer: pl.Trainer, split: str) -> Tensor | None:
         dm = trainer.datamodule
         return dm.first_images(split, self.pool) if hasattr(dm, "first_images") else None
+
+
+class DetectionGrids(ImageGrids):
+    """Grids of paper 1 Fig. 9 for the SPAIR family, one column per image:
+
+    rows = input, input with the boxes of every cell (colour from red, z_pres = 0, to green,
+    z_pres = 1; cells below ``min_score`` not drawn), reconstruction, background
+    reconstruction, objects alone (over black). Drawn for the seen-colour ``val`` split and
+    the unseen-colour ``test`` split.
+    """
+
+    def __init__(self, n: int = 8, every_n_epochs: int = 1, min_score: float = 0.1, seed: int = 0) -> None:
+        super().__init__(n=n, every_n_epochs=every_n_epochs, seed=seed)
+        self.min_score = min_score
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        from lightning_modules.base import Detects
+
+        require(pl_module, Detects, "DetectionGrids", "detect objects (detect(x))")
+
+    @torch.no_grad()
+    def grids(self, pl_module: pl.LightningModule, x: Tensor) -> dict[str, Tensor]:
+        from torchvision.utils import draw_bounding_boxes
+
+        boxes, scores, _ = pl_module.detect(x)
+        parts = pl_module.decode_parts(pl_module.encode(x))
+        drawn = []
+        for img, b, s in zip(x, boxes, scores):  # one picture per image: drawing, not training
+            keep = s >= self.min_score
+            u8 = (img.clamp(0, 1) * 255).to(torch.uint8).cpu()
+            colours = [(int(255 * (1 - p)), int(255 * p), 0) for p in s[keep].tolist()]
+            drawn.append(draw_bounding_boxes(u8, b[keep].cpu(), colors=colours, width=1).float() / 255)
+        rows = [x.cpu(), torch.stack(drawn), parts["recon"].cpu(), parts["background"].cpu(), parts["objects"].cpu()]
+        return {"detections": make_grid(torch.cat(rows), nrow=len(x), padding=1)}
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self._draw(trainer, pl_module, "val")
+        self._draw(trainer, pl_module, "test")

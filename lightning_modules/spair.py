@@ -1,0 +1,422 @@
+"""SPAIR and SPLIT-SPAIR with a background model (paper 1, Sec. 2.3 and 4.4, Fig. 2, 8, 9).
+
+SPAIR (Crawford & Pineau, AAAI 2019) explains an image as objects on a grid of G x G cells
+plus, as in paper 1, a background from its own encoder/decoder. Each cell ``i`` has
+
+* ``z_where`` (4): box size logits (w, h) and centre offsets (x, y). The box of cell (r, c)
+  in image fractions is ``w = max_scale * sigmoid(z_where[0])``,
+  ``cx = (c + 0.5 + max_shift * tanh(z_where[2])) / G`` (same for h, cy with rows): a box
+  can be up to ``max_scale`` of the image and its centre can move ``max_shift`` cells.
+* ``z_what`` (D): appearance, from a glimpse encoder on the spatial-transformer crop of the box.
+* ``z_depth`` (1): which object is in front where two overlap.
+* ``z_pres`` (1): present or not, a relaxed Bernoulli (binary concrete, temperature tau).
+
+The glimpse decoder turns ``z_what`` (SPLIT: ``[z_what, z_l]``, paper 1 Fig. 2) into an
+appearance and an alpha map, pasted back into the box; objects are composed by
+depth-weighted alpha (``importance = z_pres * alpha * (sigmoid(-z_depth) + 0.5)``) over the
+background ``p(x_bg | z_bg)``. Loss = negative ELBO::
+
+    recon    = -log p(x | z)                                     (Bernoulli / BCE, as the authors)
+    kl_what  = KL(q(z_what | glimpse) || N(0, I))                 summed over cells
+    kl_where = KL(q(z_where) || p(z_where)); size prior N(mu_t, 0.5^2), mu_t annealed 10 -> 0
+    kl_depth = KL(q(z_depth) || N(0, 1))
+    kl_pres  = log q(z_pres) - log p(z_pres | count prior)        (binary-concrete densities)
+    kl_bg    = KL(q(z_bg | x) || N(0, I))
+    loss = recon + beta * (z_what_beta kl_what + kl_where + kl_depth + kl_pres) + z_bg_beta kl_bg
+           [+ aux_recon + z_l_beta kl_l with a LocalBranch]
+
+The count prior is SPAIR's: a geometric distribution over the number of objects with success
+probability annealed from 0 to ``z_pres_prior_prob`` over ``z_pres_anneal_steps`` (so the
+model does not switch every cell on), spread uniformly over which cells are on. The prior of
+cell ``i`` given the earlier cells' decisions is computed for all cells at once in closed
+form (``count_prior_log_odds``), not by a loop.
+
+Inference in ``sequential`` mode (SPAIR's): cells are visited in raster order and each cell's
+networks also see the sampled latents of its already-decided neighbours (left, up-left, up,
+up-right), SPAIR's defence against two cells claiming one object; that loop over G*G cells,
+batched over images, is the only loop. ``sequential: false`` infers all cells in one pass
+(what the authors' TensorFlow code does). Defaults follow the authors' ``spair/main.py``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
+from lightning_modules.nn.distributions import Bernoulli, gaussian_kl_std_normal, reparameterize
+from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste
+from lightning_modules.nn.networks import ConvDecoder, ConvEncoder
+from lightning_modules.split import LocalBranch
+from splitlab.errors import ConfigError
+
+N_WHERE = 4
+# neighbours whose latents a cell sees in sequential mode: (d_row, d_col), all decided before it
+NEIGHBOURS = ((0, -1), (-1, -1), (-1, 0), (-1, 1))
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor, prior_mu: Tensor | float, prior_logvar: Tensor | float) -> Tensor:
+    """KL(N(mu, e^logvar) || N(prior_mu, e^prior_logvar)) elementwise (float32)."""
+    mu, logvar = mu.float(), logvar.float()
+    prior_logvar = torch.as_tensor(prior_logvar, dtype=torch.float32, device=mu.device)
+    return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) / prior_logvar.exp() - 1)
+
+
+def concrete_log_density(y: Tensor, log_odds: Tensor, tau: float) -> Tensor:
+    """log density of a binary-concrete pre-sigmoid sample ``y = (log_odds + logistic) / tau``."""
+    t = tau * y
+    return math.log(tau) - t + log_odds - 2 * F.softplus(log_odds - t)
+
+
+def count_prior_log_odds(on: Tensor, prior_prob: float) -> Tensor:
+    """SPAIR's prior log-odds that cell i is on, given which earlier cells are on.
+
+    The number of objects C has ``P(C = c) ∝ (1 - p)^c`` (p = ``prior_prob``) on 0..N and,
+    given C, every set of C cells is equally likely. After the first i cells with n_i of them
+    on, ``P(C = c | prefix) ∝ P(C = c) binom(N - i, c - n_i) / binom(N, c)`` and cell i is on
+    with probability ``E[(C - n_i) / (N - i)]``. All cells at once.
+
+    Args:
+        on: (B, N) 0/1 decisions in raster order.
+    Returns:
+        (B, N) prior log-odds (float32).
+    """
+    b, n = on.shape
+    dev = on.device
+    n_before = torch.cumsum(on.float(), 1) - on.float()  # (B, N) cells on before i
+    i = torch.arange(n, device=dev, dtype=torch.float32).view(1, n, 1)
+    c = torch.arange(n + 1, device=dev, dtype=torch.float32).view(1, 1, n + 1)
+    left = c - n_before.unsqueeze(-1)  # objects still to place, (B, N, N+1)
+    room = n - i  # cells left, including i
+    valid = (left >= 0) & (left <= room)
+    q = max(1.0 - prior_prob, 1e-6)
+
+    def lbinom(a: Tensor, k: Tensor) -> Tensor:
+        return torch.lgamma(a + 1) - torch.lgamma(k + 1) - torch.lgamma(a - k + 1)
+
+    logw = c * math.log(q) + lbinom(room, left.clamp(min=0).minimum(room)) - lbinom(torch.tensor(float(n), device=dev), c)
+    logw = torch.where(valid, logw, torch.full_like(logw, -float("inf")))
+    w = torch.softmax(logw, -1)
+    p = (w * left.clamp(min=0) / room).sum(-1).clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class SPAIR(RepresentationModule):
+    """SPAIR with a background model; SPLIT-SPAIR when given a ``local_branch``.
+
+    Args:
+        image_size, channels: scene shape (Multi-Bird: 48, 3).
+        grid_size: G, cells per side (authors: 4 on 48x48, 12-pixel cells).
+        glimpse_size: side of the glimpse crops (authors' ``object_size``: 32).
+        z_what_dim: D of z_what (authors' ``latent_size``: 128).
+        z_bg_dim: size of z_bg (authors' ``bg_latent_size``: 4).
+        backbone_width, feature_dim: channels of the backbone and of its per-cell features.
+        max_scale: largest box side as a fraction of the image (authors: 0.5).
+        max_shift: how far a box centre can move from its cell centre, in cells (authors: 1).
+        tau: binary-concrete temperature of z_pres (authors: 0.8).
+        beta: weight of the object KLs (authors: 0.5). z_what_beta: extra weight of kl_what (0.1).
+        z_bg_beta: weight of kl_bg (authors: 10 for plain backgrounds, 4 for checkerboards).
+        z_l_beta: weight of kl_l (authors: 0.1).
+        z_pres_prior_prob, z_pres_anneal_steps: count prior (authors: 0.99 over 10,000 steps).
+        size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
+            annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5).
+        sequential: SPAIR's cell-by-cell inference; ``False``: all cells in parallel.
+        local_branch: the SPLIT branch; ``None`` for SPAIR.
+        concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
+            paper: glimpse decoder only).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 48,
+        channels: int = 3,
+        grid_size: int = 4,
+        glimpse_size: int = 32,
+        z_what_dim: int = 128,
+        z_bg_dim: int = 4,
+        backbone_width: int = 128,
+        feature_dim: int = 100,
+        glimpse_widths: tuple[int, ...] = (32, 64),
+        max_scale: float = 0.5,
+        max_shift: float = 1.0,
+        tau: float = 0.8,
+        beta: float = 0.5,
+        z_what_beta: float = 0.1,
+        z_bg_beta: float = 10.0,
+        z_l_beta: float = 0.1,
+        z_pres_prior_prob: float = 0.99,
+        z_pres_anneal_steps: int = 10_000,
+        size_prior_mean: float = 0.0,
+        size_prior_start: float = 10.0,
+        size_prior_std: float = 0.5,
+        sequential: bool = True,
+        local_branch: LocalBranch | None = None,
+        concat_z_what: bool = True,
+        concat_z_bg: bool = False,
+        concat_backbone: bool = False,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
+        self.save_hyperparameters(ignore=["local_branch", "optimizer", "lr_scheduler"])
+        for name in ("beta", "z_what_beta", "z_bg_beta", "z_l_beta", "tau", "size_prior_std", "max_scale"):
+            check_positive(name, locals()[name], f"model.init_args.{name}", allow_zero=name.endswith("beta"))
+        if image_size % grid_size or (image_size // grid_size) % 4:
+            raise ConfigError(
+                f"grid_size={grid_size} must divide image_size={image_size} into cells whose side is a multiple "
+                "of 4 (the backbone halves twice, then strides one cell); authors: 4 cells on 48x48."
+            )
+        if glimpse_size % 4:
+            raise ConfigError(f"glimpse_size must be a multiple of 4, got {glimpse_size}; set `model.init_args.glimpse_size`.")
+        if not 0 <= z_pres_prior_prob < 1:
+            raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
+        self.image_size, self.channels, self.G = image_size, channels, grid_size
+        self.N = grid_size * grid_size
+        self.g, self.D, self.z_bg_dim = glimpse_size, z_what_dim, z_bg_dim
+        self.max_scale, self.max_shift, self.tau = max_scale, max_shift, tau
+        self.beta, self.z_what_beta, self.z_bg_beta, self.z_l_beta = beta, z_what_beta, z_bg_beta, z_l_beta
+        self.z_pres_prior_prob, self.z_pres_anneal_steps = z_pres_prior_prob, max(1, z_pres_anneal_steps)
+        self.size_prior = (size_prior_mean, size_prior_start, size_prior_std)
+        self.sequential = sequential
+        self.local_branch = local_branch
+        self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
+        self.likelihood = Bernoulli()
+        z_l_dim = 0
+        if local_branch is not None:
+            local_branch.build(channels, image_size, self.likelihood)
+            z_l_dim = local_branch.z_l_dim
+
+        w = backbone_width
+        cell = image_size // grid_size
+        # backbone (authors: conv 4x4/2, 4x4/2, then stride 3 to 4x4 cells; 1x1 convs 128, 128, 100)
+        self.backbone = nn.Sequential(
+            nn.Conv2d(channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, w, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(w, w, cell // 4, cell // 4), nn.ReLU(),
+            nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, feature_dim, 1), nn.ReLU(),
+        )
+        self.zl_to_backbone = (nn.Sequential(nn.Linear(z_l_dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+                               if concat_backbone and z_l_dim else None)
+        f = feature_dim + (16 if self.zl_to_backbone is not None else 0)
+        self.ctx_dim = len(NEIGHBOURS) * (N_WHERE + 2 + z_what_dim) if sequential else 0
+        fc = f + self.ctx_dim
+        self.where_head = nn.Sequential(nn.Linear(fc, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 2 * N_WHERE))
+        self.what_encoder = ConvEncoder(channels, glimpse_size, z_what_dim, glimpse_widths, (3,) * len(glimpse_widths))
+        self.depth_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim, 64), nn.ReLU(), nn.Linear(64, 2))
+        self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
+        dec_in = z_what_dim + (z_l_dim if concat_z_what else 0)
+        self.what_decoder = ConvDecoder(dec_in, channels + 1, glimpse_size, tuple(reversed(glimpse_widths)),
+                                        (3,) * len(glimpse_widths), 3)
+        # background model (paper 1 Sec. 4.4): x -> z_bg -> background image
+        self.bg_encoder = ConvEncoder(channels, image_size, z_bg_dim, (32, 64, 128), (3, 3, 3))
+        self.bg_decoder = ConvDecoder(z_bg_dim + (z_l_dim if concat_z_bg else 0), channels, image_size, (128, 64, 32),
+                                      (3, 3, 3), 3)
+        self.z_l_dim = z_l_dim
+        # cell centres in image fractions, raster order: (N, 2) as (x, y)
+        rc = torch.stack(torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij"), -1).view(-1, 2)
+        self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
+
+    @property
+    def is_split(self) -> bool:
+        return self.local_branch is not None
+
+    # ------------------------------------------------------------------ geometry
+    def boxes(self, z_where: Tensor, cell_xy: Tensor | None = None) -> Tensor:
+        """(B, K, 4) z_where of the cells at ``cell_xy`` (K, 2) (default: all N) -> (B, K, 4)
+        boxes ``(cx, cy, w, h)`` as image fractions (module doc)."""
+        cell_xy = self.cell_xy if cell_xy is None else cell_xy
+        size = self.max_scale * torch.sigmoid(z_where[..., :2].float())
+        centre = (cell_xy + 0.5 + self.max_shift * torch.tanh(z_where[..., 2:].float())) / self.G
+        return torch.cat([centre, size], -1)
+
+    # ------------------------------------------------------------------ inference
+    def _features(self, x: Tensor, z_l: Tensor | None) -> Tensor:
+        """x: (B, C, H, W) -> per-cell features (B, N, F) in raster order."""
+        h = self.backbone(x).flatten(2).transpose(1, 2)
+        if self.zl_to_backbone is not None and z_l is not None:
+            h = torch.cat([h, self.zl_to_backbone(z_l).unsqueeze(1).expand(-1, self.N, -1)], -1)
+        return h
+
+    def _cells(self, x: Tensor, feat: Tensor, ctx: Tensor, cell_xy: Tensor, sample: bool) -> dict[str, Tensor]:
+        """Infer the latents of K cells of each image at once.
+
+        Args:
+            x: (B, C, H, W) images. feat: (B, K, F) cell features. ctx: (B, K, ctx_dim).
+            cell_xy: (K, 2) grid positions (column, row) of the cells.
+        Returns:
+            dict of (B, K, .) tensors: where_mu/logvar, z_where, what_mu/logvar, z_what,
+            depth_mu/logvar, z_depth, pres_logits, y (pre-sigmoid sample), z_pres.
+        """
+        b, k = feat.shape[:2]
+        h = torch.cat([feat, ctx], -1)
+        where_mu, where_logvar = self.where_head(h).chunk(2, -1)
+        where_logvar = where_logvar.clamp(-10, 4)
+        z_where = reparameterize(where_mu, where_logvar) if sample else where_mu
+        glimpses = crop(x, self.boxes(z_where, cell_xy), self.g)  # (B, K, C, g, g)
+        what_mu, what_logvar = self.what_encoder(glimpses.reshape(b * k, *glimpses.shape[2:]))
+        what_mu, what_logvar = what_mu.view(b, k, -1), what_logvar.view(b, k, -1)
+        z_what = reparameterize(what_mu, what_logvar) if sample else what_mu
+        h = torch.cat([h, z_where, z_what], -1)
+        depth_mu, depth_logvar = self.depth_head(h).chunk(2, -1)
+        depth_logvar = depth_logvar.clamp(-10, 4)
+        z_depth = reparameterize(depth_mu, depth_logvar) if sample else depth_mu
+        logits = self.pres_head(torch.cat([h, z_depth], -1)).clamp(-10.0, 10.0)  # authors clip at +-10
+        if sample:
+            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            y = (logits + torch.log(u) - torch.log1p(-u)) / self.tau  # binary concrete, pre-sigmoid
+            z_pres = torch.sigmoid(y)
+        else:
+            y = logits / self.tau
+            z_pres = (logits > 0).to(logits.dtype)
+        return {"where_mu": where_mu, "where_logvar": where_logvar, "z_where": z_where, "what_mu": what_mu,
+                "what_logvar": what_logvar, "z_what": z_what, "depth_mu": depth_mu, "depth_logvar": depth_logvar,
+                "z_depth": z_depth, "pres_logits": logits, "y": y, "z_pres": z_pres}
+
+    def infer(self, x: Tensor, z_l: Tensor | None = None, sample: bool = True) -> dict[str, Tensor]:
+        """All cells' latents and posterior parameters, each (B, N, .), in raster order."""
+        feat = self._features(x, z_l)
+        b = x.shape[0]
+        if not self.sequential:
+            return self._cells(x, feat, feat.new_zeros(b, self.N, 0), self.cell_xy, sample)
+        G, per = self.G, N_WHERE + 2 + self.D
+        done: list[Tensor] = []  # per decided cell: (B, per) = [z_where, z_depth, z_pres, z_what]
+        outs: list[dict[str, Tensor]] = []
+        zero = feat.new_zeros(b, per)
+        for i in range(self.N):  # SPAIR's raster-order inference; batched over images
+            r, c = divmod(i, G)
+            ctx = [done[(r + dr) * G + c + dc] if 0 <= r + dr and 0 <= c + dc < G else zero for dr, dc in NEIGHBOURS]
+            o = self._cells(x, feat[:, i : i + 1], torch.cat(ctx, -1).unsqueeze(1), self.cell_xy[i : i + 1], sample)
+            outs.append(o)
+            done.append(torch.cat([o["z_where"], o["z_depth"], o["z_pres"], o["z_what"]], -1)[:, 0])
+        return {k: torch.cat([o[k] for o in outs], 1) for k in outs[0]}
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, z_what: Tensor, z_where: Tensor, z_depth: Tensor, z_pres: Tensor, background: Tensor,
+               z_l: Tensor | None = None) -> dict[str, Tensor]:
+        """Compose objects over the background.
+
+        Args:
+            z_what (B, N, D), z_where (B, N, 4), z_depth (B, N, 1), z_pres (B, N, 1);
+            background (B, C, H, W) in [0, 1]; z_l (B, z_l_dim) for SPLIT-SPAIR.
+        Returns:
+            ``recon`` (B, C, H, W), ``objects`` (B, C, H, W) objects over black,
+            ``alpha`` (B, 1, H, W) coverage of the objects, ``appearance`` (B, N, C+1, g, g).
+        """
+        b, n = z_what.shape[:2]
+        dec_in = z_what
+        if self.concat_z_what and z_l is not None:
+            dec_in = torch.cat([z_what, z_l.unsqueeze(1).expand(-1, n, -1)], -1)  # paper 1 Fig. 2: [z_what, z_l]
+        app = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)))  # (B*N, C+1, g, g)
+        H = W = self.image_size
+        full = paste(app, self.boxes(z_where).reshape(b * n, 4), H, W).view(b, n, self.channels + 1, H, W)
+        rgb, alpha = full[:, :, : self.channels], full[:, :, self.channels :].clamp(1e-8, 1.0)
+        pres = z_pres.view(b, n, 1, 1, 1)
+        importance = pres * alpha * (torch.sigmoid(-z_depth.view(b, n, 1, 1, 1)) + 0.5)  # depth-weighted alpha
+        norm = importance.sum(1) + 1e-8
+        objects = (importance * rgb).sum(1) / norm
+        cover = (pres * alpha * importance).sum(1) / norm
+        recon = cover * objects + (1 - cover) * background
+        return {"recon": recon, "objects": objects * cover, "alpha": cover, "appearance": app.view(b, n, *app.shape[1:])}
+
+    def _background(self, x: Tensor, z_l: Tensor | None, sample: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        mu, logvar = self.bg_encoder(x)
+        z_bg = reparameterize(mu, logvar) if sample else mu
+        inp = torch.cat([z_bg, z_l], -1) if (self.concat_z_bg and z_l is not None) else z_bg
+        return self.likelihood.mean(self.bg_decoder(inp)), z_bg, mu, logvar
+
+    # ------------------------------------------------------------------ loss
+    def anneal(self) -> float:
+        """Fraction of the prior annealing done at the current step (host int, no sync)."""
+        return min(1.0, (self.global_step + 1) / self.z_pres_anneal_steps)
+
+    def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
+        terms: dict[str, Tensor] = {}
+        z_l = None
+        if self.local_branch is not None:
+            z_l, local_terms = self.local_branch(x)  # paper 1 eq. 10-11 on the shuffled copy
+            terms.update(local_terms)
+        lat = self.infer(x, z_l, sample=True)
+        bg, z_bg, bg_mu, bg_logvar = self._background(x, z_l, sample=True)
+        out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l)
+        p = out["recon"].float().clamp(1e-6, 1 - 1e-6)
+        terms["recon"] = F.binary_cross_entropy(p, x.float(), reduction="none").flatten(1).sum(1)  # -log p(x | z)
+        a = self.anneal() if self.training else 1.0
+        mean, start, std = self.size_prior
+        size_mu = mean + start * (1 - a)  # authors: prior size-logit mean annealed from 10 to 0
+        kl_size = gaussian_kl(lat["where_mu"][..., :2], lat["where_logvar"][..., :2], size_mu, 2 * math.log(std))
+        kl_shift = gaussian_kl(lat["where_mu"][..., 2:], lat["where_logvar"][..., 2:], 0.0, 0.0)
+        terms["kl_where"] = (kl_size.sum(-1) + kl_shift.sum(-1)).sum(1)
+        terms["kl_what"] = gaussian_kl_std_normal(lat["what_mu"], lat["what_logvar"]).sum(1)
+        terms["kl_depth"] = gaussian_kl_std_normal(lat["depth_mu"], lat["depth_logvar"]).sum(1)
+        prior_log_odds = count_prior_log_odds((lat["z_pres"] > 0.5)[..., 0].detach(), self.z_pres_prior_prob * a)
+        y, logits = lat["y"][..., 0].float(), lat["pres_logits"][..., 0].float()
+        terms["kl_pres"] = (concrete_log_density(y, logits, self.tau) - concrete_log_density(y, prior_log_odds, self.tau)).sum(1)
+        terms["kl_bg"] = gaussian_kl_std_normal(bg_mu, bg_logvar)
+        loss = (terms["recon"] + self.beta * (self.z_what_beta * terms["kl_what"] + terms["kl_where"] + terms["kl_depth"]
+                                              + terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
+        if z_l is not None:
+            loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
+        res = {k: v.mean() for k, v in terms.items()}
+        res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image
+        res["loss"] = loss.mean()
+        return res
+
+    # ------------------------------------------------------------------ surface
+    def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]:
+        """x -> {z_what (B, N, D), z_where (B, N, 4), z_depth (B, N, 1), z_pres (B, N, 1),
+        z_pres_prob (B, N), z_bg (B, z_bg_dim), z_l, z_g}. ``z_g`` is every object latent of
+        the image flattened (the global part); ``z_l`` the SPLIT latent. Posterior means and
+        hard z_pres unless ``sample``."""
+        z_l = self.local_branch.encode(x, sample=sample) if self.local_branch is not None else None
+        lat = self.infer(x, z_l, sample=sample)
+        _, z_bg, _, _ = self._background(x, z_l, sample=sample)
+        out = {k: lat[k] for k in ("z_what", "z_where", "z_depth", "z_pres")}
+        out["z_pres_prob"] = torch.sigmoid(lat["pres_logits"][..., 0])
+        out["z_bg"] = z_bg
+        out["z_g"] = torch.cat([out["z_where"], out["z_pres"], out["z_depth"], out["z_what"]], -1).flatten(1)
+        if z_l is not None:
+            out["z_l"] = z_l
+        return out
+
+    def decode_parts(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Reconstruction plus its parts: ``recon``, ``background``, ``objects``, ``alpha``."""
+        z_l = latents.get("z_l")
+        inp = torch.cat([latents["z_bg"], z_l], -1) if (self.concat_z_bg and z_l is not None) else latents["z_bg"]
+        bg = self.likelihood.mean(self.bg_decoder(inp))
+        out = self.render(latents["z_what"], latents["z_where"], latents["z_depth"], latents["z_pres"], bg, z_l)
+        out["background"] = bg
+        return out
+
+    def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
+        return self.decode_parts(latents)["recon"]
+
+    def sample_latents(self, n: int, temperature: float = 1.0) -> dict[str, Tensor]:
+        """Prior draws: a count from the geometric count prior, that many random cells on."""
+        dev, N = self.device, self.N
+        q = max(1.0 - self.z_pres_prior_prob, 1e-6)
+        count_p = torch.tensor([q**c for c in range(N + 1)], device=dev)
+        count = torch.multinomial(count_p / count_p.sum(), n, replacement=True)
+        rank = torch.rand(n, N, device=dev).argsort(1).argsort(1)
+        z_pres = (rank < count.view(n, 1)).float().unsqueeze(-1)
+        mean, _, std = self.size_prior
+        size = mean + std * temperature * torch.randn(n, N, 2, device=dev)
+        out = {"z_what": temperature * torch.randn(n, N, self.D, device=dev),
+               "z_where": torch.cat([size, temperature * torch.randn(n, N, 2, device=dev)], -1),
+               "z_depth": temperature * torch.randn(n, N, 1, device=dev), "z_pres": z_pres,
+               "z_bg": temperature * torch.randn(n, self.z_bg_dim, device=dev)}
+        if self.local_branch is not None:
+            out["z_l"] = self.local_branch.sample_prior(n, temperature, dev)
+        return out
+
+    @torch.no_grad()
+    def detect(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, C, H, W) -> boxes (B, N, 4) pixel ``(x1, y1, x2, y2)``, scores (B, N) =
+        sigmoid(z_pres logits), counts (B,) = cells with score > 0.5 (posterior means)."""
+        z_l = self.local_branch.encode(x) if self.local_branch is not None else None
+        lat = self.infer(x, z_l, sample=False)
+        scores = torch.sigmoid(lat["pres_logits"][..., 0].float())
+        boxes = box_to_xyxy(self.boxes(lat["z_where"]), self.image_size, self.image_size)
+        return boxes, scores, (scores > 0.5).sum(1)
