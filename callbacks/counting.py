@@ -58,6 +58,48 @@ class CountConfusion(Metric):
         return acc.float(), mae.float(), t
 
 
+class BoxAP50(Metric):
+    """Box average precision at IoU 0.5, by torchmetrics' ``MeanAveragePrecision``.
+
+    Boxes are kept as flat ``cat`` states tagged with their image's dataset index, so the
+    sync is one balanced gather per state however unevenly images are sharded (torchmetrics'
+    own per-image list states need the same number of images on every process); the
+    gathered boxes are then scored by a local ``MeanAveragePrecision``.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("pred", default=[], dist_reduce_fx="cat")  # rows: image, x1, y1, x2, y2, score
+        self.add_state("true", default=[], dist_reduce_fx="cat")  # rows: image, x1, y1, x2, y2
+        self.add_state("images", default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, boxes: Tensor, scores: Tensor, true_boxes: Tensor, true_mask: Tensor) -> None:
+        """index (B,), boxes (B, K, 4) xyxy, scores (B, K), true_boxes (B, M, 4), true_mask (B, M)."""
+        b, k = scores.shape
+        img = index.view(b, 1).expand(b, k).float()
+        self.pred.append(torch.cat([img.unsqueeze(-1), boxes.float(), scores.float().unsqueeze(-1)], -1).view(-1, 6))
+        m = true_boxes.shape[1]
+        timg = index.view(b, 1).expand(b, m).float().unsqueeze(-1)
+        self.true.append(torch.cat([timg, true_boxes.float()], -1)[true_mask])
+        self.images.append(index.float())
+
+    def compute(self) -> Tensor:
+        from torchmetrics.utilities import dim_zero_cat
+
+        pred, true, images = (dim_zero_cat(getattr(self, k)).cpu() for k in ("pred", "true", "images"))
+        ap = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], sync_on_compute=False)
+        preds, target = [], []
+        for i in images.unique().tolist():  # per image of an evaluation split, not the training path
+            p, t = pred[pred[:, 0] == i], true[true[:, 0] == i]
+            preds.append({"boxes": p[:, 1:5], "scores": p[:, 5], "labels": torch.zeros(len(p), dtype=torch.long)})
+            target.append({"boxes": t[:, 1:5], "labels": torch.zeros(len(t), dtype=torch.long)})
+        ap.update(preds, target)
+        return ap.compute()["map_50"].float()
+
+
 class CountingCallback(pl.Callback):
     """Logs ``<stage>/count_acc``, ``count_mae``, ``box_map50`` and the ``_unseen_bg`` versions.
 
@@ -90,7 +132,7 @@ class CountingCallback(pl.Callback):
         idx = torch.arange(rank, len(ds), world)
         n_cells = getattr(pl_module, "N", 16)
         conf = CountConfusion(self.max_count, n_cells).to(pl_module.device)
-        ap = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5]) if self.box_map else None
+        ap = BoxAP50().to(pl_module.device) if self.box_map else None
         was_training = pl_module.training
         pl_module.eval()
         for i in range(0, len(idx), self.batch_size):  # evaluation batches, not the training path
@@ -100,17 +142,13 @@ class CountingCallback(pl.Callback):
             boxes, scores, counts = pl_module.detect(x)
             conf.update(counts, batch["count"].to(pl_module.device))
             if ap is not None:
-                mask = batch["boxes_mask"]
-                preds = [{"boxes": b.float().cpu(), "scores": s.float().cpu(), "labels": torch.zeros(len(s), dtype=torch.long)}
-                         for b, s in zip(boxes, scores)]
-                target = [{"boxes": b[m].float(), "labels": torch.zeros(int(m.sum()), dtype=torch.long)}
-                          for b, m in zip(batch["boxes"], mask)]
-                ap.update(preds, target)
+                dev = pl_module.device
+                ap.update(batch["index"].to(dev), boxes, scores, batch["boxes"].to(dev), batch["boxes_mask"].to(dev))
         pl_module.train(was_training)
         acc, mae, table = conf.compute()
         out = {"count_acc": acc, "count_mae": mae, "table": table}
         if ap is not None:
-            out["box_map50"] = ap.compute()["map_50"].float()
+            out["box_map50"] = ap.compute()
         return out
 
     def _run(self, trainer, pl_module, stage: str) -> None:
@@ -133,7 +171,7 @@ class CountingCallback(pl.Callback):
                 json.dump({"rows": "true count", "columns": "predicted count", "step": trainer.global_step,
                            **{k: v for k, v in self.confusion.items() if k.startswith(stage)}}, f, indent=1)
             if stage == "test":
-                print(self.report(stage))
+                print(self.summary() + "\n" + self.report(stage), flush=True)
 
     def report(self, stage: str) -> str:
         """The confusion tables as text (true count rows, predicted count columns)."""
@@ -145,6 +183,15 @@ class CountingCallback(pl.Callback):
             lines.append(f"{key} count confusion (rows: true 0..{len(table) - 1}, columns: predicted 0..{cols - 1})")
             lines += ["  " + " ".join(f"{v:5d}" for v in row[:cols]) for row in table]
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line per metric of the last evaluation (seen and unseen backgrounds)."""
+        rows = [f"  {k:28s} {v:.3f}" for k, v in sorted(self.last.items())]
+        return "counting (val = training background colours, _unseen_bg = unseen colours):\n" + "\n".join(rows)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.last:
+            print(self.summary() + "\n" + self.report("val"), flush=True)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._run(trainer, pl_module, "val")

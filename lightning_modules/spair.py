@@ -124,6 +124,8 @@ class SPAIR(RepresentationModule):
         size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
             annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5).
         sequential: SPAIR's cell-by-cell inference; ``False``: all cells in parallel.
+        recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors;
+            a number: Gaussian pixels with this fixed standard deviation.
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -153,6 +155,7 @@ class SPAIR(RepresentationModule):
         size_prior_start: float = 10.0,
         size_prior_std: float = 0.5,
         sequential: bool = True,
+        recon_sigma: float | None = None,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -182,6 +185,9 @@ class SPAIR(RepresentationModule):
         self.z_pres_prior_prob, self.z_pres_anneal_steps = z_pres_prior_prob, max(1, z_pres_anneal_steps)
         self.size_prior = (size_prior_mean, size_prior_start, size_prior_std)
         self.sequential = sequential
+        if recon_sigma is not None:
+            check_positive("recon_sigma", recon_sigma, "model.init_args.recon_sigma")
+        self.recon_sigma = recon_sigma
         self.local_branch = local_branch
         self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
         self.likelihood = Bernoulli()
@@ -332,6 +338,14 @@ class SPAIR(RepresentationModule):
         """Fraction of the prior annealing done at the current step (host int, no sync)."""
         return min(1.0, (self.global_step + 1) / self.z_pres_anneal_steps)
 
+    def recon_nll(self, mean: Tensor, x: Tensor) -> Tensor:
+        """-log p(x | z) per image in nats (float32): Bernoulli (BCE) or fixed-sigma Gaussian."""
+        mean, x = mean.float(), x.float()
+        if self.recon_sigma is None:
+            return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), x, reduction="none").flatten(1).sum(1)
+        s = self.recon_sigma
+        return (0.5 * ((x - mean) / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+
     def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
         z_l = None
@@ -341,8 +355,7 @@ class SPAIR(RepresentationModule):
         lat = self.infer(x, z_l, sample=True)
         bg, z_bg, bg_mu, bg_logvar = self._background(x, z_l, sample=True)
         out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l)
-        p = out["recon"].float().clamp(1e-6, 1 - 1e-6)
-        terms["recon"] = F.binary_cross_entropy(p, x.float(), reduction="none").flatten(1).sum(1)  # -log p(x | z)
+        terms["recon"] = self.recon_nll(out["recon"], x)  # -log p(x | z)
         a = self.anneal() if self.training else 1.0
         mean, start, std = self.size_prior
         size_mu = mean + start * (1 - a)  # authors: prior size-logit mean annealed from 10 to 0

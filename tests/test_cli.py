@@ -28,6 +28,15 @@ def _data_overrides(cfg_path: Path, tmp_path: Path) -> list[str]:
         write_celeba(tmp_path, n=12)
         return [f"--data.init_args.root={tmp_path}", "--data.init_args.download=false",
                 "--data.init_args.verify_md5=false", "--data.init_args.num_workers=0"]
+    if cls.endswith("MultiBirdDataModule"):
+        out = [f"--data.init_args.root={tmp_path / 'multi_bird'}", "--data.init_args.num_train=64",
+               "--data.init_args.num_val=16", "--data.init_args.num_test=16"]
+        if cfg["data"]["init_args"].get("sprites", "cub") == "cub":
+            from tests.datamodules.test_multi_bird import write_cub
+
+            write_cub(tmp_path / "cub", n=6)  # CUB-200-2011's real layout, tiny
+            out.append(f"--data.init_args.cub_root={tmp_path / 'cub'}")
+        return out
     return []
 
 

