@@ -124,6 +124,7 @@ class SPAIR(RepresentationModule):
         size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
             annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5).
         sequential: SPAIR's cell-by-cell inference; ``False``: all cells in parallel.
+        where_logvar_init: initial log-variance of q(z_where) (bias of its head).
         recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors;
             a number: Gaussian pixels with this fixed standard deviation.
         local_branch: the SPLIT branch; ``None`` for SPAIR.
@@ -156,6 +157,7 @@ class SPAIR(RepresentationModule):
         size_prior_std: float = 0.5,
         sequential: bool = True,
         recon_sigma: float | None = None,
+        where_logvar_init: float = -4.0,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -210,6 +212,9 @@ class SPAIR(RepresentationModule):
         self.ctx_dim = len(NEIGHBOURS) * (N_WHERE + 2 + z_what_dim) if sequential else 0
         fc = f + self.ctx_dim
         self.where_head = nn.Sequential(nn.Linear(fc, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 2 * N_WHERE))
+        # start with small posterior noise on the boxes (authors: sigma = softplus(. - 1) ~ 0.3), so the
+        # glimpses are sharp enough for the object path to learn before the count prior bites
+        nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
         self.what_encoder = ConvEncoder(channels, glimpse_size, z_what_dim, glimpse_widths, (3,) * len(glimpse_widths))
         self.depth_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim, 64), nn.ReLU(), nn.Linear(64, 2))
         self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
