@@ -1,0 +1,233 @@
+"""Invertible layers of the refined Glow (paper 2, Sec. 2.3, appendix A-B).
+
+Every layer maps ``x -> (y, logdet)`` in ``forward`` and ``y -> x`` in ``inverse``; an
+optional conditioning vector ``z`` (B, d_z) reaches the couplings. ``logdet`` is
+``log |det dy/dx|`` per image, (B,), always float32: under bf16 / fp16 autocast the
+log-determinants and the affine maps of the couplings are computed in float32 (the
+"float32 islands"), while the coupling networks run in the autocast dtype.
+
+- :class:`ActNorm`: per-channel affine ``y = (x + b) * exp(logs)`` (eq. 1), initialised from
+  the first batch so that y has zero mean and unit variance per channel; under DDP the
+  statistics are averaged over all processes, and the ``initialized`` flag is a persistent
+  buffer, so a resumed run does not re-initialise.
+- :class:`InvConv1x1`: ``y = W x`` per pixel (eq. 2) with ``W = P L (U + diag(sign * exp(log_s)))``
+  (LU form, Glow sec. 3.2): ``log |det| = h w sum(log_s)``, no determinant per step.
+- :class:`CondCoupling`: the conditional affine coupling of eq. 7-8 with the four channel
+  split patterns of Fig. 3b (A: first half / second half, B: the reverse, C: even / odd
+  channels, D: the reverse) and the bounded scale of appendix B.2,
+  ``s = alpha * tanh(u / alpha) + 1`` in (1 - alpha, 1 + alpha).
+- :func:`squeeze` / :func:`unsqueeze`: 2x2 space-to-depth.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SPLITS = ("A", "B", "C", "D")
+
+
+def _up(t: Tensor) -> Tensor:
+    """At least float32 (float64 stays float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _f32(fn):
+    """Run ``fn`` outside autocast, in at least float32."""
+    def wrapped(*args, **kwargs):
+        dev = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        with torch.autocast(dev, enabled=False):
+            return fn(*[_up(a) if isinstance(a, Tensor) else a for a in args], **kwargs)
+    return wrapped
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine flow with data-dependent initialisation.
+
+    Args:
+        channels: C.
+        dims: 4 for images (B, C, H, W), 2 for vectors (B, C).
+    """
+
+    def __init__(self, channels: int, dims: int = 4) -> None:
+        super().__init__()
+        shape = (1, channels, 1, 1) if dims == 4 else (1, channels)
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.logs = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))  # persistent: survives resume
+        self.dims = dims
+
+    @torch.no_grad()
+    def _init(self, x: Tensor) -> None:
+        red = [0, 2, 3] if self.dims == 4 else [0]
+        x = _up(x)
+        mean, sq = x.mean(red, keepdim=True), (x * x).mean(red, keepdim=True)
+        if dist.is_available() and dist.is_initialized():  # the same start on every process
+            stats = torch.cat([mean, sq])
+            dist.all_reduce(stats)
+            mean, sq = (stats / dist.get_world_size()).chunk(2)
+        std = (sq - mean * mean).clamp_min(1e-12).sqrt()
+        self.bias.copy_(-mean)
+        self.logs.copy_(-torch.log(std + 1e-6))
+        self.initialized.fill_(True)
+
+    def _pixels(self, x: Tensor) -> int:
+        return x.shape[2] * x.shape[3] if self.dims == 4 else 1
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):  # one host read, first step only
+            self._init(x)
+        y = (_up(x) + self.bias) * torch.exp(self.logs)
+        logdet = (self.logs.sum() * self._pixels(x)).expand(x.shape[0])
+        return y, _up(logdet)
+
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        return _up(y) * torch.exp(-self.logs) - self.bias
+
+
+class InvConv1x1(nn.Module):
+    """Invertible 1x1 convolution (images) or linear map (vectors, ``dims=2``) in LU form."""
+
+    def __init__(self, channels: int, dims: int = 4) -> None:
+        super().__init__()
+        w = torch.linalg.qr(torch.randn(channels, channels))[0]
+        p, lower, upper = torch.linalg.lu(w)
+        s = torch.diagonal(upper)
+        self.register_buffer("p", p)
+        self.register_buffer("sign_s", torch.sign(s))
+        self.register_buffer("l_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.register_buffer("eye", torch.eye(channels))
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(s.abs()))
+        self.dims = dims
+
+    def weight(self) -> Tensor:
+        lower = self.lower * self.l_mask + self.eye
+        upper = self.upper * self.l_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.p @ lower @ upper
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._forward(x)
+
+    @_f32
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        w = self.weight()
+        if self.dims == 4:
+            y = F.conv2d(x, w.view(*w.shape, 1, 1))
+            pixels = x.shape[2] * x.shape[3]
+        else:
+            y, pixels = x @ w.T, 1
+        return y, (self.log_s.sum() * pixels).expand(x.shape[0])
+
+    @_f32
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        w = self.weight()
+        w_inv = torch.linalg.inv(w.double()).to(w.dtype)
+        return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1)) if self.dims == 4 else y @ w_inv.T
+
+
+def _split_index(channels: int, pattern: str) -> tuple[Tensor, Tensor]:
+    """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b."""
+    idx = torch.arange(channels)
+    if pattern in ("A", "B"):  # continuous halves
+        a, b = idx[: channels // 2], idx[channels // 2 :]
+    else:  # alternate channels
+        a, b = idx[0::2], idx[1::2]
+    return (a, b) if pattern in ("A", "C") else (b, a)
+
+
+class CondCoupling(nn.Module):
+    """Conditional affine coupling (paper 2 eq. 7-8).
+
+    ``y_a = x_a``, ``y_b = s(x_a, z) * x_b + b(x_a, z)`` with the network
+    ``x_a -> Conv3x3 -> ELU -> Conv1x1 (+) FC(z) -> ELU -> Conv3x3`` (eq. 8; the last conv is
+    zero-initialised, so the layer starts as the identity) and ``s = alpha tanh(u / alpha) + 1``
+    (appendix B.2). For vectors (``dims=2``, the flow prior, appendix B.3) the network is an MLP.
+
+    Args:
+        channels: C of x. pattern: split pattern A-D. hidden: width of the network.
+        cond_dim: size of z (0: unconditional). alpha: scale bound (paper: 1.0; 0.5 for ImageNet).
+    """
+
+    def __init__(self, channels: int, pattern: str = "A", hidden: int = 512, cond_dim: int = 0,
+                 alpha: float = 1.0, dims: int = 4) -> None:
+        super().__init__()
+        if pattern not in SPLITS:
+            raise ValueError(f"split pattern must be one of {SPLITS}, got {pattern!r}")
+        a, b = _split_index(channels, pattern)
+        self.register_buffer("ia", a, persistent=False)
+        self.register_buffer("ib", b, persistent=False)
+        ca, cb = len(a), len(b)
+        self.alpha, self.dims = alpha, dims
+        if dims == 4:
+            self.inp = nn.Conv2d(ca, hidden, 3, padding=1)
+            self.mid = nn.Conv2d(hidden, hidden, 1)
+            self.out = nn.Conv2d(hidden, 2 * cb, 3, padding=1)
+        else:
+            self.inp, self.mid, self.out = nn.Linear(ca, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2 * cb)
+        self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def _params(self, xa: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.mid(F.elu(self.inp(xa)))
+        if self.cond is not None and z is not None:
+            c = self.cond(z)
+            h = h + (c.view(*c.shape, 1, 1) if self.dims == 4 else c)  # (+) FC(z), per channel
+        u, shift = self.out(F.elu(h)).chunk(2, 1)
+        return u, shift
+
+    def _scale(self, u: Tensor) -> Tensor:
+        a = self.alpha
+        return (a * torch.tanh(_up(u) / a) + 1).clamp_min(1e-5)  # appendix B.2, in (1 - a, 1 + a)
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        xa, xb = x[:, self.ia], x[:, self.ib]
+        u, shift = self._params(xa, z)
+        s = self._scale(u)
+        yb = s * _up(xb) + _up(shift)  # float32 island
+        y = torch.empty_like(x, dtype=yb.dtype)
+        y[:, self.ia], y[:, self.ib] = xa.to(yb.dtype), yb
+        return y, torch.log(s).flatten(1).sum(1)
+
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        ya, yb = y[:, self.ia], y[:, self.ib]
+        u, shift = self._params(ya, z)
+        xb = (_up(yb) - _up(shift)) / self._scale(u)
+        x = torch.empty_like(y, dtype=xb.dtype)
+        x[:, self.ia], x[:, self.ib] = ya.to(xb.dtype), xb
+        return x
+
+
+def squeeze(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, 4C, H/2, W/2), 2x2 space-to-depth (volume preserving)."""
+    return F.pixel_unshuffle(x, 2)
+
+
+def unsqueeze(x: Tensor) -> Tensor:
+    return F.pixel_shuffle(x, 2)
+
+
+class FlowStep(nn.Module):
+    """One re-organised step (paper 2 Fig. 3a): actnorm, 1x1 conv, couplings A and B, actnorm,
+    couplings C and D -- one 1x1 convolution per four couplings."""
+
+    def __init__(self, channels: int, hidden: int, cond_dim: int = 0, alpha: float = 1.0, dims: int = 4) -> None:
+        super().__init__()
+        mk = lambda p: CondCoupling(channels, p, hidden, cond_dim, alpha, dims)  # noqa: E731
+        self.layers = nn.ModuleList([ActNorm(channels, dims), InvConv1x1(channels, dims), mk("A"), mk("B"),
+                                     ActNorm(channels, dims), mk("C"), mk("D")])
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = _up(x.new_zeros(x.shape[0]))
+        for layer in self.layers:
+            x, ld = layer(x, z)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        for layer in reversed(self.layers):
+            y = layer.inverse(y, z)
+        return y
