@@ -28,6 +28,12 @@ def _data_overrides(cfg_path: Path, tmp_path: Path) -> list[str]:
         write_celeba(tmp_path, n=12)
         return [f"--data.init_args.root={tmp_path}", "--data.init_args.download=false",
                 "--data.init_args.verify_md5=false", "--data.init_args.num_workers=0"]
+    if cls.endswith("CIFAR10DataModule"):
+        from tests.datamodules.test_cifar10 import write_cifar10
+
+        write_cifar10(tmp_path, per_batch=8, n_test=8)
+        return [f"--data.init_args.root={tmp_path}", "--data.init_args.download=false",
+                "--data.init_args.verify_md5=false"]
     if cls.endswith("MultiBirdDataModule"):
         out = [f"--data.init_args.root={tmp_path / 'multi_bird'}", "--data.init_args.num_train=64",
                "--data.init_args.num_val=16", "--data.init_args.num_test=16"]
@@ -43,8 +49,13 @@ def _data_overrides(cfg_path: Path, tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_runs_one_step(cfg, tmp_path):
     run_dir = tmp_path / "run"
+    env = None
+    if "FIDCallback" in cfg.read_text():  # offline: a local Inception file (random weights) for FID
+        from tests.callbacks.test_flow_callbacks import write_random_inception
+
+        env = {"SPLITLAB_FID_WEIGHTS": write_random_inception(tmp_path / "inception.pth")}
     r = run_cli(["fit", "--config", str(cfg), "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={run_dir}",
-                 "--trainer.accelerator=cpu", "--trainer.devices=1", *_data_overrides(cfg, tmp_path)])
+                 "--trainer.accelerator=cpu", "--trainer.devices=1", *_data_overrides(cfg, tmp_path)], env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["config"] == cfg.stem and metrics["step"] == 1

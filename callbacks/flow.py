@@ -1,0 +1,242 @@
+"""Evaluations of paper 2: linear probes on z and v (Table 4), FID of samples (Table 2), and the
+image grids (samples at two temperatures, the switch operation of Fig. 1, the 2-D
+interpolation of eq. 9 / Fig. 5).
+"""
+from __future__ import annotations
+
+import os
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+from torchvision.utils import make_grid, save_image
+
+from callbacks.common import ensure_dir, require, run_dir
+from lightning_modules.base import Encodes
+from splitlab.errors import ConfigError
+
+
+def _active(trainer: pl.Trainer, stage: str, every: int) -> bool:
+    if trainer.sanity_checking:
+        return False
+    return stage == "test" or trainer.state.fn == "validate" or (trainer.current_epoch + 1) % every == 0
+
+
+@torch.no_grad()
+def _encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[str, Tensor], Tensor]:
+    n = len(ds) if n is None else min(n, len(ds))
+    feats: dict[str, list[Tensor]] = {}
+    labels = []
+    for i in range(0, n, batch_size):  # evaluation passes
+        b = ds.__getitems__(list(range(i, min(i + batch_size, n))))
+        x = b["image"].to(pl_module.device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        for k, v in pl_module.encode(x).items():
+            feats.setdefault(k, []).append(v.float().flatten(1))
+        labels.append(b["label"].to(pl_module.device))
+    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+
+
+def fit_linear_probe(train_x: Tensor, train_y: Tensor, num_classes: int, weight_decay: float = 1e-4,
+                     iters: int = 200) -> torch.nn.Linear:
+    """Multinomial logistic regression on standardised features, full-batch L-BFGS."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    xs = (train_x - mean) / std
+    lin = torch.nn.Linear(xs.shape[1], num_classes).to(xs.device)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xs), train_y) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():  # fold the standardisation into the layer
+        lin.bias -= (lin.weight * (mean / std)).sum(1)
+        lin.weight /= std
+    return lin
+
+
+class LinearProbe(pl.Callback):
+    """Linear classifiers on frozen ``z_g`` (global z) and frozen ``z_l`` (the flow's v), paper 2 Table 4.
+
+    Fits on up to ``train_size`` training images, scores on the ``val`` split at validation and
+    the ``test`` split at test: ``<stage>/probe_acc_z_g``, ``probe_acc_z_l``. The paper uses a
+    linear SVM; this is a multinomial logistic regression (also linear). Computed on the
+    global-zero process (every process holds the whole split) and logged from it.
+    """
+
+    def __init__(self, num_classes: int = 10, train_size: int | None = 10000, eval_size: int | None = None,
+                 every_n_epochs: int = 1, batch_size: int = 500, weight_decay: float = 1e-4) -> None:
+        super().__init__()
+        self.num_classes, self.train_size, self.eval_size = num_classes, train_size, eval_size
+        self.every_n_epochs, self.batch_size, self.weight_decay = every_n_epochs, batch_size, weight_decay
+        self.last: dict[str, float] = {}
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        require(pl_module, Encodes, "LinearProbe", "encode images into latents")
+
+    def _run(self, trainer, pl_module, stage: str) -> None:
+        if not _active(trainer, stage, self.every_n_epochs) or not trainer.is_global_zero:
+            return
+        dm = trainer.datamodule
+        was = pl_module.training
+        pl_module.eval()
+        tr, ytr = _encode_split(pl_module, dm.splits["train"], self.train_size, self.batch_size)
+        ev, yev = _encode_split(pl_module, dm.splits[stage], self.eval_size, self.batch_size)
+        pl_module.train(was)
+        for key in ("z_g", "z_l"):
+            if key not in tr:
+                continue
+            lin = fit_linear_probe(tr[key], ytr, self.num_classes, self.weight_decay)
+            acc = MulticlassAccuracy(self.num_classes, average="micro").to(yev.device)
+            with torch.no_grad():
+                value = acc(lin(ev[key]).argmax(1), yev)
+            pl_module.log(f"{stage}/probe_acc_{key}", value, rank_zero_only=True)
+            self.last[f"probe_acc_{key}"] = float(value)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._run(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._run(trainer, pl_module, "test")
+
+
+class FIDCallback(pl.Callback):
+    """FID of ``num_samples`` samples at ``temperature`` against the test images (paper 2 Table 2),
+    by torchmetrics' ``FrechetInceptionDistance`` (Inception-v3 pool features, torch-fidelity's
+    weights: downloaded by the library where there is a net, or ``weights_path`` to a local
+    ``pt_inception-2015-12-05`` file; ``weights_path: null`` also reads the environment variable
+    ``SPLITLAB_FID_WEIGHTS``, handy on offline clusters). Logs ``<stage>/fid``. Each process draws its share of the
+    samples and of the real images; the metric state is summed over processes.
+    """
+
+    def __init__(self, num_samples: int = 10000, temperature: float = 1.0, weights_path: str | None = None,
+                 every_n_epochs: int = 10, batch_size: int = 250, feature: int | torch.nn.Module = 2048) -> None:
+        super().__init__()
+        self.num_samples, self.temperature, self.weights_path = num_samples, temperature, weights_path
+        self.every_n_epochs, self.batch_size, self.feature = every_n_epochs, batch_size, feature
+        self.fid = None
+        self.last: float | None = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        if self.fid is not None:
+            return
+        self.weights_path = self.weights_path or os.environ.get("SPLITLAB_FID_WEIGHTS") or None
+        if self.weights_path is not None and not os.path.isfile(self.weights_path):
+            raise ConfigError(f"FIDCallback weights_path {self.weights_path} does not exist; give the path of "
+                              "torch-fidelity's pt_inception-2015-12-05 weights file, or null to let it download.")
+        try:
+            self.fid = FrechetInceptionDistance(feature=self.feature, normalize=True, reset_real_features=True,
+                                                feature_extractor_weights_path=self.weights_path)
+        except Exception as e:  # no net and no local weights
+            raise ConfigError(
+                f"FIDCallback could not load the Inception-v3 weights ({type(e).__name__}: {e}). On a machine "
+                "without internet, download pt_inception-2015-12-05-6726825d.pth (torch-fidelity's FID weights) "
+                "elsewhere and set the callback's `weights_path` to it, or remove FIDCallback from trainer.callbacks."
+            ) from e
+
+    @torch.no_grad()
+    def compute(self, trainer, pl_module) -> Tensor:
+        fid = self.fid.to(pl_module.device)
+        fid.reset()
+        rank, world = trainer.global_rank, trainer.world_size
+        ds = trainer.datamodule.splits["test"]
+        idx = list(range(rank, min(self.num_samples, len(ds)), world))
+        was = pl_module.training
+        pl_module.eval()
+        for i in range(0, len(idx), self.batch_size):
+            x = ds.__getitems__(idx[i : i + self.batch_size])["image"].to(pl_module.device)
+            fid.update(x.float() / 255.0 if x.dtype == torch.uint8 else x.float(), real=True)
+        n_fake = len(range(rank, self.num_samples, world))
+        for i in range(0, n_fake, self.batch_size):
+            fid.update(pl_module.sample(min(self.batch_size, n_fake - i), self.temperature).float().clamp(0, 1), real=False)
+        pl_module.train(was)
+        return fid.compute()
+
+    def _run(self, trainer, pl_module, stage: str) -> None:
+        if not _active(trainer, stage, self.every_n_epochs):
+            return
+        value = self.compute(trainer, pl_module)
+        pl_module.log(f"{stage}/fid", value.float().to(pl_module.device), sync_dist=False)
+        self.last = float(value)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._run(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._run(trainer, pl_module, "test")
+
+
+class FlowGrids(pl.Callback):
+    """Pictures of paper 2: ``samples_t0.7`` / ``samples_t1.0`` (Fig. 4, appendix F), ``switch``
+    (cell (i, j) = decode(z of image i, v of image j); first row and column the images, Fig. 1)
+    and ``interpolation`` (eq. 9: z moves along rows, v along columns between two images, Fig. 5).
+    """
+
+    def __init__(self, n: int = 8, temperatures: tuple[float, ...] = (0.7, 1.0), every_n_epochs: int = 1,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.n, self.temperatures, self.every_n_epochs, self.seed = n, tuple(temperatures), every_n_epochs, seed
+        self.saved: list[str] = []
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        require(pl_module, Encodes, "FlowGrids", "encode and decode latents")
+
+    @torch.no_grad()
+    def grids(self, pl_module, x: Tensor) -> dict[str, Tensor]:
+        n = len(x)
+        out = {}
+        torch.manual_seed(self.seed)
+        for t in self.temperatures:
+            out[f"samples_t{t}"] = make_grid(pl_module.sample(n * n, t).cpu(), nrow=n, padding=1)
+        lat = pl_module.encode(x)
+        if "z_g" in lat:
+            cells = {k: v.repeat_interleave(n, 0) for k, v in lat.items() if k != "z_l"}
+            cells["z_l"] = lat["z_l"].repeat(n, 1)
+            body = pl_module.decode(cells).view(n, n, *x.shape[1:]).cpu()
+            xc = x.cpu()
+            rows = [torch.cat([torch.ones_like(xc[:1]), xc])] + [torch.cat([xc[i : i + 1], body[i]]) for i in range(n)]
+            out["switch"] = make_grid(torch.cat(rows), nrow=n + 1, padding=1)
+            a = torch.linspace(0, 1, n, device=x.device)
+            za, zb = lat["z_g"][0], lat["z_g"][1]
+            va, vb = lat["z_l"][0], lat["z_l"][1]
+            grid = {"z_g": ((1 - a).view(-1, 1) * za + a.view(-1, 1) * zb).repeat_interleave(n, 0),  # eq. 9, h(z)
+                    "z_l": ((1 - a).view(-1, 1) * va + a.view(-1, 1) * vb).repeat(n, 1)}  # eq. 9, h(v)
+            for k in lat:
+                if k not in grid:
+                    grid[k] = lat[k][:1].expand(n * n, -1)
+            out["interpolation"] = make_grid(pl_module.decode(grid).cpu(), nrow=n, padding=1)
+        return out
+
+    def _draw(self, trainer, pl_module, split: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        x = trainer.datamodule.first_images(split, self.n)
+        if x is None:
+            return
+        was = pl_module.training
+        pl_module.eval()
+        grids = self.grids(pl_module, x.to(pl_module.device))
+        pl_module.train(was)
+        folder = ensure_dir(os.path.join(run_dir(trainer), "images"))
+        for name, img in grids.items():
+            path = os.path.join(folder, f"{split}_{name}_step{trainer.global_step:07d}.png")
+            save_image(img.float(), path)
+            self.saved.append(path)
+            for lg in trainer.loggers:
+                if hasattr(lg, "log_image"):
+                    lg.log_image(key=f"{split}/{name}", images=[img.float()], step=trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._draw(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "test")

@@ -1,0 +1,81 @@
+"""Linear probe, FID and flow grids on known cases."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from callbacks.flow import FIDCallback, fit_linear_probe
+from datamodules.base import TensorDictDataset
+from splitlab.errors import ConfigError
+
+
+def write_random_inception(path) -> str:
+    """torch-fidelity's Inception-v3 with random weights, saved where FIDCallback can load it
+    (the real file is a download; this exercises the same local-file path offline)."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(net.state_dict(), path)
+    return str(path)
+
+
+def test_linear_probe_separates_blobs_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    centres = 4 * torch.randn(3, 20, generator=g)
+    y = torch.randint(0, 3, (600,), generator=g)
+    x = centres[y] + torch.randn(600, 20, generator=g)
+    lin = fit_linear_probe(x[:400], y[:400], 3)
+    assert (lin(x[400:]).argmax(1) == y[400:]).float().mean() > 0.97
+    noise = torch.randint(0, 3, (600,), generator=g)
+    lin = fit_linear_probe(x[:400], noise[:400], 3)
+    assert (lin(x[400:]).argmax(1) == noise[400:]).float().mean() < 0.5
+
+
+class _Feat(torch.nn.Module):
+    """A fixed feature map for FID (mean colour and coarse pattern)."""
+
+    num_features = 12
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 2).flatten(1)
+
+
+def _fake(images: torch.Tensor, sampler):
+    trainer = SimpleNamespace(global_rank=0, world_size=1, datamodule=SimpleNamespace(splits={"test": TensorDictDataset(images)}))
+    module = torch.nn.Module()
+    module.device = torch.device("cpu")
+    module.sample = sampler
+    return trainer, module
+
+
+def test_fid_is_near_zero_for_the_data_distribution_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    real = (torch.rand(400, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    cb = FIDCallback(num_samples=400, feature=_Feat(), batch_size=100)
+    cb.setup(None, None, "fit")
+    same = lambda n, t: torch.rand(n, 3, 8, 8)  # noqa: E731
+    shifted = lambda n, t: (torch.rand(n, 3, 8, 8) * 0.5 + 0.5)  # noqa: E731
+    f_same = cb.compute(*_fake(real, same)).item()
+    f_shift = cb.compute(*_fake(real, shifted)).item()
+    assert f_same < 0.01 and f_shift > 0.1
+
+
+def test_fid_without_weights_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPLITLAB_FID_WEIGHTS", raising=False)
+    with pytest.raises(ConfigError, match="weights_path.*does not exist"):
+        FIDCallback(weights_path=str(tmp_path / "missing.pth")).setup(None, None, "fit")
+    (tmp_path / "bad.pth").write_bytes(b"not a state dict")
+    with pytest.raises(ConfigError, match="pt_inception-2015-12-05.*weights_path"):
+        FIDCallback(weights_path=str(tmp_path / "bad.pth")).setup(None, None, "fit")
+
+
+def test_fid_reads_a_local_inception_file(tmp_path):
+    cb = FIDCallback(weights_path=write_random_inception(tmp_path / "inception.pth"))
+    cb.setup(None, None, "fit")
+    assert cb.fid is not None
