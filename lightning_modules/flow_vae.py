@@ -143,11 +143,12 @@ class FlowDecoder(nn.Module):
         hidden: coupling width per level (authors: ``[24, 512, 512, 512]``).
         factor: 1 / share of channels factored out after each sub-block (authors: 4).
         cond_dim: size of z (0: unconditional Glow). alpha: scale bound (appendix B.2).
+        activation: of the coupling networks, ``elu`` (paper 2 eq. 8) or ``relu``.
     """
 
     def __init__(self, channels: int = 3, image_size: int = 32, steps: Sequence = (2, (6, 6), (6, 6), 4),
                  hidden: Sequence[int] = (24, 512, 512, 512), factor: int = 4, cond_dim: int = 64,
-                 alpha: float = 1.0) -> None:
+                 alpha: float = 1.0, activation: str = "elu") -> None:
         super().__init__()
         if len(hidden) != len(steps):
             raise ConfigError(f"flow decoder: {len(steps)} levels of steps but {len(hidden)} hidden widths.")
@@ -163,7 +164,7 @@ class FlowDecoder(nn.Module):
                 c, size = 4 * c, size // 2
             subs = [n_steps] if isinstance(n_steps, int) else list(n_steps)
             for sub in subs:
-                self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha) for _ in range(sub)]))
+                self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha, 4, activation) for _ in range(sub)]))
                 self.plan.append(("block", len(self.blocks) - 1))
                 if 0 < level < len(steps) - 1:
                     out = max(1, c // factor)
@@ -219,7 +220,7 @@ class FlowVAE(RepresentationModule):
         image_size, channels: the images.
         z_dim: d_z of the compression encoder (paper: 64 on CIFAR-10); 0 = refined Glow.
         encoder_widths, encoder_out_channels: the compression ResNet (authors: [48, 96, 96], 8).
-        flow_steps, flow_hidden, flow_factor, alpha: the decoder (see :class:`FlowDecoder`).
+        flow_steps, flow_hidden, flow_factor, alpha, activation: the decoder (see :class:`FlowDecoder`).
         prior_steps, prior_hidden: the flow prior (authors: 2 steps, 256 units).
         iw_k: samples of the importance-weighted bound ``bpd_iw`` (0: not computed).
     """
@@ -235,6 +236,7 @@ class FlowVAE(RepresentationModule):
         flow_hidden: tuple[int, ...] = (24, 512, 512, 512),
         flow_factor: int = 4,
         alpha: float = 1.0,
+        activation: str = "elu",
         prior_steps: int = 2,
         prior_hidden: int = 256,
         iw_k: int = 0,
@@ -255,7 +257,8 @@ class FlowVAE(RepresentationModule):
             z_l_dim = local_branch.z_l_dim
         self.encoder = CompressionEncoder(channels, image_size, z_dim, encoder_widths, encoder_out_channels) if z_dim else None
         self.prior = FlowPrior(z_dim, prior_steps, prior_hidden, alpha) if z_dim else None
-        self.decoder = FlowDecoder(channels, image_size, flow_steps, flow_hidden, flow_factor, z_dim + z_l_dim, alpha)
+        self.decoder = FlowDecoder(channels, image_size, flow_steps, flow_hidden, flow_factor, z_dim + z_l_dim, alpha,
+                                   activation)
         self.D = channels * image_size * image_size
 
     @property

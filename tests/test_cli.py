@@ -32,11 +32,12 @@ def _data_overrides(cfg_path: Path, tmp_path: Path) -> list[str]:
         from tests.datamodules.test_cifar10 import write_cifar10
 
         write_cifar10(tmp_path, per_batch=8, n_test=8)
+        # the shipped model, a small batch: one step of the paper-size flow stays cheap on a CPU
         return [f"--data.init_args.root={tmp_path}", "--data.init_args.download=false",
-                "--data.init_args.verify_md5=false"]
+                "--data.init_args.verify_md5=false", "--data.init_args.batch_size=4", "--data.init_args.eval_batch_size=4"]
     if cls.endswith("MultiBirdDataModule"):
         out = [f"--data.init_args.root={tmp_path / 'multi_bird'}", "--data.init_args.num_train=64",
-               "--data.init_args.num_val=16", "--data.init_args.num_test=16"]
+               "--data.init_args.num_val=16", "--data.init_args.num_test=16", "--data.init_args.batch_size=8"]
         if cfg["data"]["init_args"].get("sprites", "cub") == "cub":
             from tests.datamodules.test_multi_bird import write_cub
 

@@ -149,11 +149,15 @@ class CondCoupling(nn.Module):
     Args:
         channels: C of x. pattern: split pattern A-D. hidden: width of the network.
         cond_dim: size of z (0: unconditional). alpha: scale bound (paper: 1.0; 0.5 for ImageNet).
+        activation: ``elu`` (paper 2 eq. 8) or ``relu`` (several times cheaper on some CPUs).
     """
 
     def __init__(self, channels: int, pattern: str = "A", hidden: int = 512, cond_dim: int = 0,
-                 alpha: float = 1.0, dims: int = 4) -> None:
+                 alpha: float = 1.0, dims: int = 4, activation: str = "elu") -> None:
         super().__init__()
+        if activation not in ("elu", "relu"):
+            raise ValueError(f"activation must be 'elu' (paper 2) or 'relu', got {activation!r}")
+        self.act = F.elu if activation == "elu" else F.relu
         if pattern not in SPLITS:
             raise ValueError(f"split pattern must be one of {SPLITS}, got {pattern!r}")
         a, b = _split_index(channels, pattern)
@@ -172,11 +176,11 @@ class CondCoupling(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def _params(self, xa: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor]:
-        h = self.mid(F.elu(self.inp(xa)))
+        h = self.mid(self.act(self.inp(xa)))
         if self.cond is not None and z is not None:
             c = self.cond(z)
             h = h + (c.view(*c.shape, 1, 1) if self.dims == 4 else c)  # (+) FC(z), per channel
-        u, shift = self.out(F.elu(h)).chunk(2, 1)
+        u, shift = self.out(self.act(h)).chunk(2, 1)
         return u, shift
 
     def _scale(self, u: Tensor) -> Tensor:
@@ -214,9 +218,10 @@ class FlowStep(nn.Module):
     """One re-organised step (paper 2 Fig. 3a): actnorm, 1x1 conv, couplings A and B, actnorm,
     couplings C and D -- one 1x1 convolution per four couplings."""
 
-    def __init__(self, channels: int, hidden: int, cond_dim: int = 0, alpha: float = 1.0, dims: int = 4) -> None:
+    def __init__(self, channels: int, hidden: int, cond_dim: int = 0, alpha: float = 1.0, dims: int = 4,
+                 activation: str = "elu") -> None:
         super().__init__()
-        mk = lambda p: CondCoupling(channels, p, hidden, cond_dim, alpha, dims)  # noqa: E731
+        mk = lambda p: CondCoupling(channels, p, hidden, cond_dim, alpha, dims, activation)  # noqa: E731
         self.layers = nn.ModuleList([ActNorm(channels, dims), InvConv1x1(channels, dims), mk("A"), mk("B"),
                                      ActNorm(channels, dims), mk("C"), mk("D")])
 

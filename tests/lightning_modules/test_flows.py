@@ -93,3 +93,32 @@ def test_couplings_start_as_the_identity_and_logdets_stay_float32_under_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y, ld = step(x, torch.randn(2, 3))
     assert ld.dtype == torch.float32
+
+
+def _actnorm_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(rank)
+    x = (rank * 3.0 + 1) + (rank + 1) * torch.randn(32, 2, 3, 3)  # each process sees different data
+    a = ActNorm(2)
+    a(x)
+    torch.save({"bias": a.bias.detach(), "logs": a.logs.detach(), "x": x}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_actnorm_init_is_the_same_on_every_ddp_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_actnorm_worker, args=(2, port, str(tmp_path)), nprocs=2)
+    r0, r1 = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    assert torch.equal(r0["bias"], r1["bias"]) and torch.equal(r0["logs"], r1["logs"])
+    both = torch.cat([r0["x"], r1["x"]])  # equal shards: the mean of the shards' stats is the global stats
+    assert torch.allclose(-r0["bias"].view(2), both.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(torch.exp(-r0["logs"]).view(2), both.std((0, 2, 3), unbiased=False), atol=1e-4)
