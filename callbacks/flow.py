@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from callbacks.common import ensure_dir, require, run_dir
+from callbacks.common import require
+from callbacks.grids import ImageGrids
 from lightning_modules.base import Encodes
 from splitlab.errors import ConfigError
 
@@ -174,17 +175,17 @@ class FIDCallback(pl.Callback):
         self._run(trainer, pl_module, "test")
 
 
-class FlowGrids(pl.Callback):
+class FlowGrids(ImageGrids):
     """Pictures of paper 2: ``samples_t0.7`` / ``samples_t1.0`` (Fig. 4, appendix F), ``switch``
     (cell (i, j) = decode(z of image i, v of image j); first row and column the images, Fig. 1)
     and ``interpolation`` (eq. 9: z moves along rows, v along columns between two images, Fig. 5).
+    Saved and logged like :class:`callbacks.grids.ImageGrids`.
     """
 
     def __init__(self, n: int = 8, temperatures: tuple[float, ...] = (0.7, 1.0), every_n_epochs: int = 1,
                  seed: int = 0) -> None:
-        super().__init__()
-        self.n, self.temperatures, self.every_n_epochs, self.seed = n, tuple(temperatures), every_n_epochs, seed
-        self.saved: list[str] = []
+        super().__init__(n=n, every_n_epochs=every_n_epochs, seed=seed)
+        self.temperatures = tuple(temperatures)
 
     def setup(self, trainer, pl_module, stage) -> None:
         require(pl_module, Encodes, "FlowGrids", "encode and decode latents")
@@ -214,29 +215,3 @@ class FlowGrids(pl.Callback):
                     grid[k] = lat[k][:1].expand(n * n, -1)
             out["interpolation"] = make_grid(pl_module.decode(grid).cpu(), nrow=n, padding=1)
         return out
-
-    def _draw(self, trainer, pl_module, split: str) -> None:
-        if not trainer.is_global_zero:
-            return
-        x = trainer.datamodule.first_images(split, self.n)
-        if x is None:
-            return
-        was = pl_module.training
-        pl_module.eval()
-        grids = self.grids(pl_module, x.to(pl_module.device))
-        pl_module.train(was)
-        folder = ensure_dir(os.path.join(run_dir(trainer), "images"))
-        for name, img in grids.items():
-            path = os.path.join(folder, f"{split}_{name}_step{trainer.global_step:07d}.png")
-            save_image(img.float(), path)
-            self.saved.append(path)
-            for lg in trainer.loggers:
-                if hasattr(lg, "log_image"):
-                    lg.log_image(key=f"{split}/{name}", images=[img.float()], step=trainer.global_step)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._draw(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._draw(trainer, pl_module, "test")

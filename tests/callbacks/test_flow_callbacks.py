@@ -79,3 +79,23 @@ def test_fid_reads_a_local_inception_file(tmp_path):
     cb = FIDCallback(weights_path=write_random_inception(tmp_path / "inception.pth"))
     cb.setup(None, None, "fit")
     assert cb.fid is not None
+
+
+def test_flow_grids_switch_and_interpolation_corners_are_the_images():
+    from callbacks.flow import FlowGrids
+    from lightning_modules.flow_vae import FlowVAE, dequantize
+    from tests.lightning_modules.test_flow_vae import TINY
+
+    torch.manual_seed(0)
+    m = FlowVAE(z_dim=6, **TINY).eval()
+    x = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
+    grids = FlowGrids(n=4, temperatures=(0.7, 1.0)).grids(m, x)
+    assert set(grids) == {"samples_t0.7", "samples_t1.0", "switch", "interpolation"}
+    # switch: 5 x 5 tiles of 8 px + 1 px padding; tile (i+1, i+1) = decode(z_i, v_i) = image i
+    sw = grids["switch"]
+    tile = lambda g, r, c: g[:, 1 + r * 9 : 1 + r * 9 + 8, 1 + c * 9 : 1 + c * 9 + 8]  # noqa: E731
+    y = dequantize(x, sample=False)
+    for i in range(4):
+        assert torch.allclose(tile(sw, i + 1, i + 1), y[i], atol=1e-4)
+    it = grids["interpolation"]  # (alpha, beta) = (0, 0) and (1, 1) corners: the two images
+    assert torch.allclose(tile(it, 0, 0), y[0], atol=1e-4) and torch.allclose(tile(it, 3, 3), y[1], atol=1e-4)
