@@ -20,24 +20,17 @@ import time
 import torch
 import yaml
 
-from callbacks.flow import fit_linear_probe
+from callbacks.flow import encode_split, fit_linear_probe
 from datamodules.digits import ColouredDigitsDataModule
 from lightning_modules.flow_vae import FlowVAE
 from lightning_modules.split import LocalBranch
 
 
-def features(model: FlowVAE, ds, n: int, batch: int = 500) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def features(model: FlowVAE, ds, n: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     model.eval()
-    feats: dict[str, list[torch.Tensor]] = {}
-    labels = []
-    with torch.no_grad():
-        for i in range(0, n, batch):
-            b = ds.__getitems__(list(range(i, min(i + batch, n))))
-            for k, v in model.encode(b["image"].float() / 255.0).items():
-                feats.setdefault(k, []).append(v.flatten(1))
-            labels.append(b["label"])
+    out = encode_split(model, ds, n, 500)
     model.train()
-    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+    return out
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ def _active(trainer: pl.Trainer, stage: str, every: int) -> bool:
 
 
 @torch.no_grad()
-def _encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[str, Tensor], Tensor]:
+def encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[str, Tensor], Tensor]:
+    """The first n images of a dataset split -> ({latent name: (n, features)}, labels (n,)), in batches."""
     n = len(ds) if n is None else min(n, len(ds))
     feats: dict[str, list[Tensor]] = {}
     labels = []
@@ -87,8 +88,8 @@ class LinearProbe(pl.Callback):
         dm = trainer.datamodule
         was = pl_module.training
         pl_module.eval()
-        tr, ytr = _encode_split(pl_module, dm.splits["train"], self.train_size, self.batch_size)
-        ev, yev = _encode_split(pl_module, dm.splits[stage], self.eval_size, self.batch_size)
+        tr, ytr = encode_split(pl_module, dm.splits["train"], self.train_size, self.batch_size)
+        ev, yev = encode_split(pl_module, dm.splits[stage], self.eval_size, self.batch_size)
         pl_module.train(was)
         for key in ("z_g", "z_l"):
             if key not in tr:
