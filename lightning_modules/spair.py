@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
-from lightning_modules.nn.distributions import Bernoulli, gaussian_kl_std_normal, reparameterize
-from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste
-from lightning_modules.nn.networks import ConvDecoder, ConvEncoder
+from lightning_modules.nn.distributions import Bernoulli, FixedGaussian, gaussian_kl_std_normal, reparameterize
+from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste_sum
+from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, glorot_init_
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
@@ -126,7 +126,18 @@ class SPAIR(RepresentationModule):
         sequential: SPAIR's cell-by-cell inference; ``False``: all cells in parallel.
         where_logvar_init: initial log-variance of q(z_where) (bias of its head).
         recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors;
-            a number: Gaussian pixels with this fixed standard deviation.
+            a number: Gaussian pixels with this fixed standard deviation. The SPLIT branch
+            scores x_hat with the same likelihood (the authors use BCE for both).
+        colour_noise: std of Gaussian noise on object colours in training (authors' Renderer:
+            0.01).
+        background: ``conv`` (the authors' BackgroundModel) or ``dense`` (their ``-dense_bg``
+            MLP, 1024-500 / 500-1024; used by their SPLIT-SPAIR runs).
+        glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (authors:
+            2 * z_what_dim; 0: none).
+        upsample: ``nearest`` or ``bilinear`` in the conv decoders (authors: bilinear resize).
+        cell_kernel: kernel of the backbone's last strided conv (0: equal to its stride, a
+            receptive field of 18 px on 12-px cells; authors: 4, receptive field 22 px).
+        init: ``torch`` (PyTorch's default init) or ``glorot`` (Keras' default, the authors').
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -158,6 +169,12 @@ class SPAIR(RepresentationModule):
         sequential: bool = True,
         recon_sigma: float | None = None,
         where_logvar_init: float = -4.0,
+        colour_noise: float = 0.0,
+        background: str = "conv",
+        glimpse_hidden: int = 0,
+        upsample: str = "nearest",
+        cell_kernel: int = 0,
+        init: str = "torch",
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -177,6 +194,10 @@ class SPAIR(RepresentationModule):
             )
         if glimpse_size % 4:
             raise ConfigError(f"glimpse_size must be a multiple of 4, got {glimpse_size}; set `model.init_args.glimpse_size`.")
+        if background not in ("conv", "dense"):
+            raise ConfigError(f"background must be 'conv' or 'dense', got {background!r}; set `model.init_args.background`.")
+        if init not in ("torch", "glorot"):
+            raise ConfigError(f"init must be 'torch' or 'glorot', got {init!r}; set `model.init_args.init`.")
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -192,7 +213,8 @@ class SPAIR(RepresentationModule):
         self.recon_sigma = recon_sigma
         self.local_branch = local_branch
         self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
-        self.likelihood = Bernoulli()
+        self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
+        self.colour_noise = colour_noise
         z_l_dim = 0
         if local_branch is not None:
             local_branch.build(channels, image_size, self.likelihood)
@@ -201,9 +223,12 @@ class SPAIR(RepresentationModule):
         w = backbone_width
         cell = image_size // grid_size
         # backbone (authors: conv 4x4/2, 4x4/2, then stride 3 to 4x4 cells; 1x1 convs 128, 128, 100)
+        stride = cell // 4
+        pad = max(cell_kernel - stride, 0)  # TF 'SAME' padding of the authors' 4x4/3 conv: extra far-edge row/column
+        cell_conv = [nn.ZeroPad2d((0, pad, 0, pad))] if pad else []
         self.backbone = nn.Sequential(
             nn.Conv2d(channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, w, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(w, w, cell // 4, cell // 4), nn.ReLU(),
+            *cell_conv, nn.Conv2d(w, w, stride + pad, stride), nn.ReLU(),
             nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, feature_dim, 1), nn.ReLU(),
         )
         self.zl_to_backbone = (nn.Sequential(nn.Linear(z_l_dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
@@ -214,21 +239,28 @@ class SPAIR(RepresentationModule):
         self.where_head = nn.Sequential(nn.Linear(fc, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 2 * N_WHERE))
         # start with small posterior noise on the boxes (authors: sigma = softplus(. - 1) ~ 0.3), so the
         # glimpses are sharp enough for the object path to learn before the count prior bites
-        nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
-        self.what_encoder = ConvEncoder(channels, glimpse_size, z_what_dim, glimpse_widths, (3,) * len(glimpse_widths))
+        self.what_encoder = ConvEncoder(channels, glimpse_size, z_what_dim, glimpse_widths, (3,) * len(glimpse_widths),
+                                        hidden=glimpse_hidden)
         self.depth_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim, 64), nn.ReLU(), nn.Linear(64, 2))
         self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
         dec_in = z_what_dim + (z_l_dim if concat_z_what else 0)
         self.what_decoder = ConvDecoder(dec_in, channels + 1, glimpse_size, tuple(reversed(glimpse_widths)),
-                                        (3,) * len(glimpse_widths), 3)
+                                        (3,) * len(glimpse_widths), 3, hidden=glimpse_hidden, upsample=upsample)
         # background model (paper 1 Sec. 4.4): x -> z_bg -> background image
-        self.bg_encoder = ConvEncoder(channels, image_size, z_bg_dim, (32, 64, 128), (3, 3, 3))
-        self.bg_decoder = ConvDecoder(z_bg_dim + (z_l_dim if concat_z_bg else 0), channels, image_size, (128, 64, 32),
-                                      (3, 3, 3), 3)
+        bg_in = z_bg_dim + (z_l_dim if concat_z_bg else 0)
+        if background == "dense":  # authors' -dense_bg: ImageEncoderDense / ImageDecoderDense
+            self.bg_encoder: nn.Module = MLPEncoder(channels, image_size, z_bg_dim)
+            self.bg_decoder: nn.Module = MLPDecoder(bg_in, channels, image_size)
+        else:  # authors' BackgroundModel: 3 strided 3x3 convs; dense -> (H/8)^2 x 128, 3 conv + resize stages
+            self.bg_encoder = ConvEncoder(channels, image_size, z_bg_dim, (32, 64, 128), (3, 3, 3))
+            self.bg_decoder = ConvDecoder(bg_in, channels, image_size, (128, 64, 32), (3, 3, 3), 3, upsample=upsample)
         self.z_l_dim = z_l_dim
         # cell centres in image fractions, raster order: (N, 2) as (x, y)
         rc = torch.stack(torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij"), -1).view(-1, 2)
         self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
+        if init == "glorot":
+            glorot_init_(self)
+        nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
 
     @property
     def is_split(self) -> bool:
@@ -320,15 +352,23 @@ class SPAIR(RepresentationModule):
         dec_in = z_what
         if self.concat_z_what and z_l is not None:
             dec_in = torch.cat([z_what, z_l.unsqueeze(1).expand(-1, n, -1)], -1)  # paper 1 Fig. 2: [z_what, z_l]
-        app = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)))  # (B*N, C+1, g, g)
+        app = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float())  # (B*N, C+1, g, g)
+        rgb, alpha = app[:, : self.channels], app[:, self.channels :]
+        if self.training and self.colour_noise > 0:  # authors' Renderer: GaussianNoise(0.01) on object colours
+            rgb = (rgb + self.colour_noise * torch.randn_like(rgb)).clamp(0, 1)
+        # premultiplied alpha: [alpha * rgb, alpha, alpha^2] resampled together, so the depth-weighted
+        # sums below are one batched matrix product each over the cells, not (B, N, C, H, W) products
+        layers = torch.cat([alpha * rgb, alpha, alpha * alpha], 1).view(b, n, self.channels + 2, self.g, self.g)
+        pres = z_pres.float().view(b, n, 1)
+        weight = pres * (torch.sigmoid(-z_depth.float().view(b, n, 1)) + 0.5)  # importance = z_pres alpha depth
+        # per cell: [importance * rgb, importance, z_pres * alpha * importance] / alpha, summed over cells by the paste
+        scale = torch.cat([weight.expand(-1, -1, self.channels + 1), weight * pres], -1)
         H = W = self.image_size
-        full = paste(app, self.boxes(z_where).reshape(b * n, 4), H, W).view(b, n, self.channels + 1, H, W)
-        rgb, alpha = full[:, :, : self.channels], full[:, :, self.channels :].clamp(1e-8, 1.0)
-        pres = z_pres.view(b, n, 1, 1, 1)
-        importance = pres * alpha * (torch.sigmoid(-z_depth.view(b, n, 1, 1, 1)) + 0.5)  # depth-weighted alpha
-        norm = importance.sum(1) + 1e-8
-        objects = (importance * rgb).sum(1) / norm
-        cover = (pres * alpha * importance).sum(1) / norm
+        canvas = paste_sum(layers * scale.view(b, n, -1, 1, 1), self.boxes(z_where), H, W)  # (B, C + 2, H, W)
+        num, norm, cover_num = canvas.split([self.channels, 1, 1], 1)
+        norm = norm + 1e-8  # sum_i importance_i
+        objects = num / norm
+        cover = cover_num / norm
         recon = cover * objects + (1 - cover) * background
         return {"recon": recon, "objects": objects * cover, "alpha": cover, "appearance": app.view(b, n, *app.shape[1:])}
 
@@ -344,12 +384,9 @@ class SPAIR(RepresentationModule):
         return min(1.0, (self.global_step + 1) / self.z_pres_anneal_steps)
 
     def recon_nll(self, mean: Tensor, x: Tensor) -> Tensor:
-        """-log p(x | z) per image in nats (float32): Bernoulli (BCE) or fixed-sigma Gaussian."""
-        mean, x = mean.float(), x.float()
-        if self.recon_sigma is None:
-            return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), x, reduction="none").flatten(1).sum(1)
-        s = self.recon_sigma
-        return (0.5 * ((x - mean) / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+        """-log p(x | z) per image in nats (float32): Bernoulli (BCE) or fixed-sigma Gaussian, the
+        family's likelihood (the SPLIT branch scores x_hat with the same one)."""
+        return -self.likelihood.log_prob_mean(mean, x)
 
     def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from lightning_modules.nn.aux_transforms import PatchShuffle
 from lightning_modules.nn.distributions import Likelihood, gaussian_kl_std_normal, reparameterize
-from lightning_modules.nn.networks import ConvDecoder, ConvEncoder
+from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 
 class LocalBranch(nn.Module):
@@ -32,6 +32,9 @@ class LocalBranch(nn.Module):
         decoder: network z_l -> likelihood parameters of x_hat; default a :class:`ConvDecoder`.
         encoder_widths / decoder_widths: channels of the default networks.
         norm: batch normalisation in the default networks.
+        dense: default networks are MLPs on the flattened image (the SPLIT authors'
+            ``-dense_local``, ``spair/spair.py`` ImageEncoderDense / ImageDecoderDense: 1024, 500),
+            as in their SPLIT-SPAIR runs; ``False``: convolutional.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class LocalBranch(nn.Module):
         encoder_widths: tuple[int, ...] = (32, 64, 128),
         decoder_widths: tuple[int, ...] = (128, 64, 32),
         norm: bool = False,
+        dense: bool = False,
     ) -> None:
         super().__init__()
         if int(z_l_dim) != z_l_dim or z_l_dim < 1:
@@ -57,6 +61,7 @@ class LocalBranch(nn.Module):
         self._enc_widths = tuple(encoder_widths)
         self._dec_widths = tuple(decoder_widths)
         self._norm = norm
+        self._dense = dense
         self.likelihood: Likelihood | None = None
 
     @property
@@ -70,6 +75,9 @@ class LocalBranch(nn.Module):
         """
         self.transform.check_image_size(image_size, image_size)
         self.likelihood = likelihood
+        if self._dense:
+            self.encoder = self.encoder or MLPEncoder(channels, image_size, self.z_l_dim)
+            self.decoder = self.decoder or MLPDecoder(self.z_l_dim, likelihood.params_per_channel * channels, image_size)
         if self.encoder is None:
             k = (6, 6, 4, 4, 4)[: len(self._enc_widths)]
             self.encoder = ConvEncoder(channels, image_size, self.z_l_dim, self._enc_widths, k, self._norm)

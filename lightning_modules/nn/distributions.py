@@ -43,6 +43,34 @@ class Bernoulli(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params.float())
 
+    def log_prob_mean(self, mean: Tensor, x: Tensor) -> Tensor:
+        """log p(x) from the mean image (B, C, H, W) in [0, 1] (renderers that compose means)."""
+        return -F.binary_cross_entropy(mean.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none").flatten(1).sum(1)
+
+
+class FixedGaussian(Likelihood):
+    """Per-pixel Gaussian on x in [0, 1] with a fixed standard deviation ``sigma``; the decoder
+    gives the mean through a sigmoid. ``-log p`` is ``sum (x - mean)^2 / (2 sigma^2)`` plus a
+    constant: a scaled squared error whose weight against the KL terms is set by sigma."""
+
+    params_per_channel = 1
+
+    def __init__(self, sigma: float = 0.2) -> None:
+        super().__init__()
+        self.sigma = float(sigma)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return self.log_prob_mean(self.mean(params), x)
+
+    def log_prob_mean(self, mean: Tensor, x: Tensor) -> Tensor:
+        """log p(x) from the mean image (B, C, H, W) in [0, 1]."""
+        s = self.sigma
+        lp = -0.5 * ((x.float() - mean.float()) / s) ** 2 - math.log(s) - 0.5 * LOG_2PI
+        return lp.flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params.float())
+
 
 class Gaussian(Likelihood):
     """Per-pixel Gaussian on x scaled to [-1, 1]; the decoder predicts mean and log-scale.

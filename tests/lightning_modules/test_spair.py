@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste
+from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste, paste_sum
+from lightning_modules.nn.networks import ConvDecoder, NearestUpConv2d
 from lightning_modules.spair import SPAIR, concrete_log_density, count_prior_log_odds
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
@@ -115,3 +117,132 @@ def test_sequential_cells_see_their_decided_neighbours():
 def test_bad_grid_is_a_config_error():
     with pytest.raises(ConfigError, match="grid_size"):
         SPAIR(image_size=48, grid_size=5)
+
+
+def _grid_sample_crop(images, boxes, size):
+    """Reference crop: the spatial transformer written with affine_grid + grid_sample."""
+    b, k = boxes.shape[:2]
+    cx, cy, w, h = boxes.reshape(b * k, 4).unbind(-1)
+    z = torch.zeros_like(cx)
+    theta = torch.stack([torch.stack([w, z, 2 * cx - 1], -1), torch.stack([z, h, 2 * cy - 1], -1)], -2)
+    grid = F.affine_grid(theta, [b * k, images.shape[1], size, size], align_corners=False).view(b, k * size, size, 2)
+    return F.grid_sample(images, grid, align_corners=False).view(b, -1, k, size, size).permute(0, 2, 1, 3, 4)
+
+
+def _grid_sample_paste(glimpses, boxes, height, width):
+    """Reference paste: inverse affine grid, border padding inside the box, zero outside."""
+    n, c = glimpses.shape[:2]
+    cx, cy, w, h = boxes.unbind(-1)
+    z = torch.zeros_like(cx)
+    inv = torch.stack([torch.stack([1 / w, z, -(2 * cx - 1) / w], -1), torch.stack([z, 1 / h, -(2 * cy - 1) / h], -1)], -2)
+    grid = F.affine_grid(inv, [n, c, height, width], align_corners=False)
+    inside = (grid.abs() <= 1).all(-1).unsqueeze(1).to(glimpses.dtype)
+    return F.grid_sample(glimpses, grid, padding_mode="border", align_corners=False) * inside
+
+
+def test_separable_crop_and_paste_equal_grid_sample_values_and_gradients():
+    torch.manual_seed(0)
+    img = torch.rand(3, 3, 48, 48, dtype=torch.float64, requires_grad=True)
+    # boxes partly outside the image too (zero padding)
+    boxes = torch.cat([torch.rand(3, 16, 2) * 1.2 - 0.1, torch.rand(3, 16, 2) * 0.6 + 0.05], -1).double().requires_grad_()
+    got, want = crop(img, boxes, 16), _grid_sample_crop(img, boxes, 16)
+    assert torch.allclose(got, want, atol=1e-10)
+    g1 = torch.autograd.grad(got.pow(2).sum(), [img, boxes])
+    g2 = torch.autograd.grad(want.pow(2).sum(), [img, boxes])
+    assert all(torch.allclose(a, b, atol=1e-8) for a, b in zip(g1, g2))
+    gl = torch.rand(3, 16, 5, 8, 8, dtype=torch.float64, requires_grad=True)
+    got = paste(gl.reshape(48, 5, 8, 8), boxes.reshape(48, 4), 48, 48)
+    want = _grid_sample_paste(gl.reshape(48, 5, 8, 8), boxes.reshape(48, 4), 48, 48)
+    assert torch.allclose(got, want, atol=1e-10)
+    g1 = torch.autograd.grad(got.pow(2).sum(), [gl, boxes])
+    g2 = torch.autograd.grad(want.pow(2).sum(), [gl, boxes])
+    assert all(torch.allclose(a, b, atol=1e-8) for a, b in zip(g1, g2))
+    # paste_sum is the sum of the pasted canvases of each image, without making them
+    summed = paste_sum(gl, boxes, 48, 48)
+    assert torch.allclose(summed, want.view(3, 16, 5, 48, 48).sum(1), atol=1e-10)
+
+
+def test_render_is_depth_weighted_alpha_compositing():
+    """With boxes of exactly the glimpse's pixel size (no resampling), render equals the
+    per-cell loop of the authors' Renderer: importance = z_pres alpha (sigmoid(-z_depth) + 0.5)."""
+    torch.manual_seed(0)
+    m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8).double()
+    b, n = 2, 16
+    z_what = torch.randn(b, n, 4, dtype=torch.float64)
+    # box side 8 px = 1/6 of the image; centres on pixel edges so the paste is exact
+    size = torch.logit(torch.tensor(8 / 48 / 0.5, dtype=torch.float64))
+    z_where = torch.cat([size.expand(b, n, 2), torch.zeros(b, n, 2, dtype=torch.float64)], -1)
+    z_depth, z_pres = torch.randn(b, n, 1, dtype=torch.float64), torch.rand(b, n, 1, dtype=torch.float64)
+    bg = torch.rand(b, 3, 48, 48, dtype=torch.float64)
+    out = m.render(z_what, z_where, z_depth, z_pres, bg)
+    app = out["appearance"]  # (B, N, 4, g, g)
+    full = paste(app.reshape(b * n, 4, 8, 8), m.boxes(z_where).reshape(b * n, 4), 48, 48).view(b, n, 4, 48, 48)
+    rgb, alpha = full[:, :, :3], full[:, :, 3:].clamp(1e-8, 1.0)
+    pres = z_pres.view(b, n, 1, 1, 1)
+    imp = pres * alpha * (torch.sigmoid(-z_depth.view(b, n, 1, 1, 1)) + 0.5)
+    norm = imp.sum(1) + 1e-8
+    cover = (pres * alpha * imp).sum(1) / norm
+    want = cover * (imp * rgb).sum(1) / norm + (1 - cover) * bg
+    assert torch.allclose(out["recon"], want, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_nearest_up_conv_equals_upsample_then_conv(k):
+    torch.manual_seed(0)
+    conv = NearestUpConv2d(6, 4, k).double()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    got = conv(x)
+    want = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), conv.weight, conv.bias, padding="same")
+    assert got.shape == (2, 4, 10, 14) and torch.allclose(got, want, atol=1e-12)
+    g1 = torch.autograd.grad(got.pow(2).sum(), [x, conv.weight, conv.bias])
+    g2 = torch.autograd.grad(want.pow(2).sum(), [x, conv.weight, conv.bias])
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(g1, g2))
+
+
+def test_conv_decoder_state_dict_is_the_same_with_the_fused_upsampling():
+    fused = ConvDecoder(8, 4, 16, (16, 8), (3, 3), 3)
+    plain = ConvDecoder(8, 4, 16, (16, 8), (4, 4), 4)  # even kernels: plain Upsample + Conv2d
+    assert isinstance(fused.net[3], NearestUpConv2d) and isinstance(fused.net[2], torch.nn.Identity)
+    assert set(fused.state_dict()) == set(plain.state_dict())
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_split_branch_scores_x_hat_with_the_family_likelihood(split):
+    """Gaussian pixels (recon_sigma): the main term and the SPLIT branch's term are the same
+    fixed-sigma Gaussian log-density (the authors use one likelihood, BCE, for x and x_hat)."""
+    torch.manual_seed(0)
+    lb = LocalBranch(patch_size=4, z_l_dim=8, encoder_widths=(8, 8, 8), decoder_widths=(8, 8, 8), dense=split)
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, recon_sigma=0.2, local_branch=lb)
+    x_hat = torch.rand(4, 3, 48, 48)
+    params = m.local_branch.decoder(torch.randn(4, 8))
+    mean = m.local_branch.decode_aux(torch.zeros(4, 8))
+    assert mean.shape == x_hat.shape
+    branch = -m.local_branch.likelihood.log_prob(params, x_hat)
+    main = m.recon_nll(torch.sigmoid(params), x_hat)
+    assert torch.allclose(branch, main, rtol=1e-5)
+    s = 0.2
+    by_hand = (0.5 * ((x_hat - torch.sigmoid(params)) / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    assert torch.allclose(branch, by_hand, rtol=1e-5)
+    # and Bernoulli pixels stay Bernoulli in both
+    m2 = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, local_branch=LocalBranch(4, 8))
+    assert type(m2.local_branch.likelihood).__name__ == "Bernoulli" == type(m2.likelihood).__name__
+
+
+def test_authors_recipe_options_build_and_train():
+    """background: dense, glimpse_hidden, bilinear upsampling, cell_kernel 4 (receptive field 22 px),
+    glorot init, colour noise: one step runs and the backbone still gives 4x4 cells."""
+    torch.manual_seed(0)
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, background="dense", glimpse_hidden=16,
+              upsample="bilinear", cell_kernel=4, init="glorot", colour_noise=0.01, z_bg_dim=64)
+    assert m.backbone(torch.rand(1, 3, 48, 48)).shape[-2:] == (4, 4)
+    # receptive field of one cell feature: 22 px (authors' 4x4/2, 4x4/2, 4x4/3)
+    x = torch.rand(1, 3, 48, 48, requires_grad=True)
+    m.backbone(x)[0, :, 1, 1].sum().backward()
+    rows = (x.grad.abs().sum((0, 1, 3)) > 0).nonzero()
+    assert rows.max() - rows.min() + 1 == 22
+    assert all(p.abs().sum() == 0 for n, p in m.named_parameters() if n.endswith("bias") and "where_head.4" not in n)
+    loss = m.compute_loss(torch.rand(2, 3, 48, 48))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="background"):
+        SPAIR(background="mlp")
