@@ -34,7 +34,12 @@ def main() -> None:
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="model init arg, key=yaml value")
+    p.add_argument("--local", action="append", default=[],
+                   help="LocalBranch init arg, key=yaml value (adds a SPLIT branch to a SPAIR config)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     cfg = yaml.safe_load(open(a.config))["model"]["init_args"]
     lr = cfg["optimizer"]["init_args"]["lr"]
@@ -42,8 +47,12 @@ def main() -> None:
     for kv in a.set:
         k, v = kv.split("=", 1)
         init[k] = yaml.safe_load(v)
-    if "local_branch" in cfg:
-        init["local_branch"] = LocalBranch(**cfg["local_branch"].get("init_args", {}))
+    local = dict(cfg["local_branch"].get("init_args", {})) if "local_branch" in cfg else None
+    for kv in a.local:
+        k, v = kv.split("=", 1)
+        local = (local or {}) | {k: yaml.safe_load(v)}
+    if local is not None:
+        init["local_branch"] = LocalBranch(**local)
     torch.manual_seed(a.seed)
     birds, heldout = sprite_banks("synthetic", 0)
     gen = SceneGenerator(a.variant, birds, colours_for(a.variant, "train"))

@@ -4,6 +4,9 @@
   true count (paper 1 Sec. 4.4.1); ``count_mae``: mean absolute count error.
 - ``count_confusion``: true count (rows) x predicted count (columns), written to
   ``<run>/count_confusion_<stage>.json`` and to the logger.
+- ``count_mean``: mean predicted count (over- or under-counting at a glance).
+- ``double_detection``: share of images with two present boxes on one object, i.e. a pair
+  of boxes with z_pres > 0.5 and IoU > 0.5 (the parallel cell mode's failure; beyond the paper).
 - ``box_map50``: average precision of the boxes at IoU 0.5 against the generated ground
   truth, scored by z_pres (torchmetrics' ``MeanAveragePrecision``; beyond the paper).
 
@@ -58,6 +61,48 @@ class CountConfusion(Metric):
         return acc.float(), mae.float(), t
 
 
+def pairwise_iou(boxes: Tensor) -> Tensor:
+    """(B, K, 4) xyxy boxes -> (B, K, K) IoU of every pair within each image."""
+    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-9)
+
+
+def has_double_detection(boxes: Tensor, present: Tensor, iou: float = 0.5) -> Tensor:
+    """(B, K, 4) xyxy boxes, (B, K) bool present -> (B,) bool: two present boxes overlap by IoU > ``iou``."""
+    pair = present[:, :, None] & present[:, None, :]
+    pair = pair & ~torch.eye(boxes.shape[1], dtype=torch.bool, device=boxes.device)
+    return ((pairwise_iou(boxes.float()) > iou) & pair).flatten(1).any(1)
+
+
+class DoubleDetections(Metric):
+    """Share of images with a double detection (:func:`has_double_detection`) and the mean
+    predicted count; ``compute`` -> (share, mean count)."""
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, iou: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.iou = iou
+        self.add_state("doubles", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("counted", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("n", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, boxes: Tensor, scores: Tensor) -> None:
+        """boxes (B, K, 4) xyxy, scores (B, K) z_pres probabilities."""
+        present = scores > 0.5
+        self.doubles += has_double_detection(boxes, present, self.iou).float().sum()
+        self.counted += present.float().sum()
+        self.n += scores.shape[0]
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        n = self.n.clamp(min=1)
+        return self.doubles / n, self.counted / n
+
+
 class BoxAP50(Metric):
     """Box average precision at IoU 0.5, by torchmetrics' ``MeanAveragePrecision``.
 
@@ -101,7 +146,8 @@ class BoxAP50(Metric):
 
 
 class CountingCallback(pl.Callback):
-    """Logs ``<stage>/count_acc``, ``count_mae``, ``box_map50`` and the ``_unseen_bg`` versions.
+    """Logs ``<stage>/count_acc``, ``count_mae``, ``count_mean``, ``double_detection``, ``box_map50``
+    and the ``_unseen_bg`` versions.
 
     Args:
         max_count: the largest true count (Multi-Bird: 5).
@@ -132,6 +178,7 @@ class CountingCallback(pl.Callback):
         idx = torch.arange(rank, len(ds), world)
         n_cells = getattr(pl_module, "N", 16)
         conf = CountConfusion(self.max_count, n_cells).to(pl_module.device)
+        doubles = DoubleDetections().to(pl_module.device)
         ap = BoxAP50().to(pl_module.device) if self.box_map else None
         was_training = pl_module.training
         pl_module.eval()
@@ -141,12 +188,14 @@ class CountingCallback(pl.Callback):
             x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             boxes, scores, counts = pl_module.detect(x)
             conf.update(counts, batch["count"].to(pl_module.device))
+            doubles.update(boxes, scores)
             if ap is not None:
                 dev = pl_module.device
                 ap.update(batch["index"].to(dev), boxes, scores, batch["boxes"].to(dev), batch["boxes_mask"].to(dev))
         pl_module.train(was_training)
         acc, mae, table = conf.compute()
-        out = {"count_acc": acc, "count_mae": mae, "table": table}
+        share, mean = doubles.compute()
+        out = {"count_acc": acc, "count_mae": mae, "count_mean": mean, "double_detection": share, "table": table}
         if ap is not None:
             out["box_map50"] = ap.compute()
         return out

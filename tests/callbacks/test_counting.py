@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from callbacks.counting import BoxAP50, CountConfusion
+from callbacks.counting import BoxAP50, CountConfusion, DoubleDetections, has_double_detection, pairwise_iou
 
 
 def test_count_accuracy_confusion_and_mae_on_a_known_case():
@@ -42,3 +42,21 @@ def test_box_ap_drops_for_a_missed_and_a_misplaced_box():
     m.update(torch.tensor([0, 1]), pred, scores, true, mask)
     ap = m.compute().item()
     assert 0.3 < ap < 0.9
+
+
+def test_double_detections_on_a_known_case():
+    # image 0: two present boxes on one bird (IoU 0.81) -> double; image 1: two apart -> not;
+    # image 2: an overlapping box that is not present -> not
+    b = torch.tensor([
+        [[10, 10, 20, 20], [11, 11, 21, 21], [30, 30, 40, 40]],
+        [[10, 10, 20, 20], [25, 25, 35, 35], [0, 0, 1, 1]],
+        [[10, 10, 20, 20], [10, 10, 20, 19], [30, 30, 40, 40]],
+    ], dtype=torch.float)
+    scores = torch.tensor([[0.9, 0.8, 0.1], [0.9, 0.9, 0.2], [0.9, 0.3, 0.9]])
+    iou = pairwise_iou(b)
+    assert torch.allclose(iou[0, 0, 1], torch.tensor(81 / 119)) and iou[1, 0, 1] == 0
+    assert has_double_detection(b, scores > 0.5).tolist() == [True, False, False]
+    m = DoubleDetections()
+    m.update(b, scores)
+    share, mean = m.compute()
+    assert abs(share.item() - 1 / 3) < 1e-6 and abs(mean.item() - 6 / 3) < 1e-6

@@ -1,0 +1,223 @@
+"""Paper 1 Fig. 8: counting accuracy of SPAIR and SPLIT-SPAIR on Multi-Bird-Easy and -Hard.
+
+    python benchmarks/fig8.py                                  # quick-start models, 30 min per run, CPU or GPU
+    python benchmarks/fig8.py --minutes 10 --size paper        # the paper configs, e.g. on a GPU
+    python benchmarks/fig8.py --only split_spair_hard --seeds-hard 0   # one run
+    python benchmarks/fig8.py --report                         # the table and figure from what has run
+
+Each run is ``lightning fit`` of one config (model x variant x seed) through the project's CLI,
+with training scenes drawn on the device every step (``on_the_fly``), a validation every
+``--eval-every`` steps and a wall budget per run (``--minutes``, Lightning's ``max_time``). Every
+validation appends one row to ``<out>/<run>/history.jsonl``: step, training wall time, counting
+accuracy on held-out sprites with the training background colours (``count_acc``) and with
+unseen colours (``count_acc_unseen_bg``), box mAP@0.5, mean predicted count and the share of
+scenes with a double detection. The benchmark is resumable: a finished run (``done.json``) is
+skipped, an interrupted one continues from its ``last.ckpt`` (the step, the optimiser, the
+random streams and the time already spent). At the end (and with ``--report``) it prints the
+table, writes ``<out>/fig8.md``, ``<out>/fig8.json`` and, with matplotlib installed,
+``<out>/fig8.png``: counting accuracy against steps and against wall time per model x variant,
+seen and unseen colours, Hard seeds as mean with their spread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from callbacks.counting import CountingCallback
+
+CONFIGS = {  # (model, variant) -> (quick-start config, paper config)
+    ("spair", "easy"): ("configs/quickstart_spair_easy.yaml", "configs/spair_easy.yaml"),
+    ("split_spair", "easy"): ("configs/quickstart_split_spair_easy.yaml", "configs/split_spair_easy.yaml"),
+    ("spair", "hard"): ("configs/quickstart_spair.yaml", "configs/spair_hard.yaml"),
+    ("split_spair", "hard"): ("configs/quickstart_split_spair.yaml", "configs/split_spair_hard.yaml"),
+}
+METRICS = ("count_acc", "count_acc_unseen_bg", "box_map50", "box_map50_unseen_bg", "count_mean", "count_mean_unseen_bg",
+           "double_detection", "double_detection_unseen_bg")
+PAPER = {  # paper 1 Fig. 8, read off the bar chart (CUB birds, 100k+ steps): approximate
+    ("spair", "easy"): "> 0.8", ("split_spair", "easy"): "> 0.8", ("spair", "hard"): "low", ("split_spair", "hard"): "far above SPAIR",
+}
+
+
+class History(pl.Callback):
+    """After each validation (after CountingCallback, which runs first), append the counting
+    metrics with the step and the training wall time to ``history.jsonl``."""
+
+    def __init__(self, path: str, counting: CountingCallback) -> None:
+        self.path, self.counting = path, counting
+        self.offset = 0.0
+        if os.path.exists(path):
+            rows = [json.loads(line) for line in open(path) if line.strip()]
+            self.offset = rows[-1]["wall_s"] if rows else 0.0
+        self.t0: float | None = None
+        self.eval_s = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._v0 = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.eval_s += time.perf_counter() - self._v0
+        if trainer.sanity_checking or self.t0 is None or not self.counting.last:
+            return
+        wall = self.offset + time.perf_counter() - self.t0 - self.eval_s  # training time only
+        row = {"step": trainer.global_step, "wall_s": round(wall, 1), **{k: self.counting.last.get(k) for k in METRICS}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"  step {row['step']:>6}  {wall:7.0f}s  count_acc {row['count_acc']:.3f}  unseen {row['count_acc_unseen_bg']:.3f}"
+              f"  mean count {row['count_mean']:.2f}  doubles {row['double_detection']:.2f}", flush=True)
+
+
+def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from splitlab.cli import SplitlabCLI
+
+    folder = os.path.join(a.out, name)
+    if os.path.exists(os.path.join(folder, "done.json")):
+        print(f"{name}: done, skipped")
+        return
+    os.makedirs(folder, exist_ok=True)
+    budget = int(a.minutes * 60)
+    args = ["--config", config, f"--seed_everything={seed}", "--trainer.logger=false", "--trainer.callbacks=[]",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.max_epochs=-1",
+            f"--trainer.max_steps={a.steps}", f"--trainer.max_time=00:{budget // 3600:02d}:{budget % 3600 // 60:02d}:{budget % 60:02d}",
+            "--trainer.check_val_every_n_epoch=1", "--trainer.num_sanity_val_steps=0",
+            f"--trainer.default_root_dir={folder}", "--data.init_args.on_the_fly=true",
+            f"--data.init_args.steps_per_epoch={a.eval_every}", f"--data.init_args.num_val={a.val_size}",
+            f"--data.init_args.num_test={a.val_size}", *a.extra]
+    if a.size == "paper" and not os.path.isdir("data/cub"):
+        args += ["--data.init_args.sprites=synthetic"]
+    if a.size == "paper":
+        args += [f"--data.init_args.root=data/fig8_{name.rsplit('_seed', 1)[0]}"]
+    cli = SplitlabCLI(args=args, run=False)
+    counting = CountingCallback(max_count=5, every_n_epochs=1, box_map=True)
+    ckpt = ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
+    cli.trainer.callbacks += [counting, History(os.path.join(folder, "history.jsonl"), counting), ckpt]
+    last = os.path.join(folder, "checkpoints", "last.ckpt")
+    print(f"{name}: {config}, seed {seed}" + (" (resuming)" if os.path.exists(last) else ""), flush=True)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if os.path.exists(last) else None)
+    with open(os.path.join(folder, "done.json"), "w") as f:
+        json.dump({"config": config, "seed": seed, "steps": cli.trainer.global_step, "minutes": a.minutes,
+                   "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"}, f)
+
+
+def load(out: str) -> dict[str, list[dict]]:
+    runs = {}
+    for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        path = os.path.join(out, name, "history.jsonl")
+        if os.path.exists(path):
+            rows = [json.loads(line) for line in open(path) if line.strip()]
+            if rows:
+                runs[name] = rows
+    return runs
+
+
+def _fmt(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+
+
+def report(out: str) -> str:
+    """The Fig. 8 table from the run folders (last validation of each run; seeds as mean ± std)."""
+    runs = load(out)
+    groups: dict[str, list[dict]] = {}
+    for name, rows in runs.items():
+        groups.setdefault(name.rsplit("_seed", 1)[0], []).append(rows[-1])
+    lines = ["| model | variant | steps | train min | count_acc (seen colours) | count_acc (unseen colours) | "
+             "box mAP@0.5 | mean count | double detections | paper (CUB) |", "|" + "---|" * 10]
+    for (model, variant) in CONFIGS:
+        last = groups.get(f"{model}_{variant}")
+        if not last:
+            continue
+        steps = "/".join(str(r["step"]) for r in last)
+        mins = "/".join(f"{r['wall_s'] / 60:.0f}" for r in last)
+        lines.append(f"| {model} | {variant} | {steps} | {mins} | {_fmt([r['count_acc'] for r in last])} | "
+                     f"{_fmt([r['count_acc_unseen_bg'] for r in last])} | {_fmt([r['box_map50'] for r in last])} | "
+                     f"{_fmt([r['count_mean'] for r in last])} | {_fmt([r['double_detection'] for r in last])} | "
+                     f"{PAPER[(model, variant)]} |")
+    text = "\n".join(lines)
+    with open(os.path.join(out, "fig8.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, "fig8.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    _figure(runs, os.path.join(out, "fig8.png"))
+    return text
+
+
+def _figure(runs: dict[str, list[dict]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): no fig8.png")
+        return
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey=True)
+    colours = {"spair": "tab:blue", "split_spair": "tab:red"}
+    for row, variant in enumerate(("easy", "hard")):
+        for col, (xkey, xlabel) in enumerate((("step", "training steps"), ("wall_s", "training wall time (min)"))):
+            ax = axes[row, col]
+            for name, rows in runs.items():
+                model, var = name.rsplit("_seed", 1)[0].rsplit("_", 1)
+                if var != variant:
+                    continue
+                xs = [r[xkey] / (60 if xkey == "wall_s" else 1) for r in rows]
+                ax.plot(xs, [r["count_acc"] for r in rows], "-", color=colours[model], alpha=0.8,
+                        label=f"{model} seen" if name.endswith("seed0") else None)
+                ax.plot(xs, [r["count_acc_unseen_bg"] for r in rows], "--", color=colours[model], alpha=0.6,
+                        label=f"{model} unseen" if name.endswith("seed0") else None)
+            ax.set_title(f"Multi-Bird-{variant.capitalize()}")
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("counting accuracy")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    fig.suptitle("Paper 1 Fig. 8 reproduction: counting accuracy (solid: training colours, dashed: unseen)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=("quick", "paper"), default="quick", help="quick-start or paper configs")
+    p.add_argument("--minutes", type=float, default=30.0, help="training wall budget per run")
+    p.add_argument("--steps", type=int, default=-1, help="step cap per run (-1: the wall budget only)")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
+    p.add_argument("--val-size", type=int, default=500, help="scenes per validation split")
+    p.add_argument("--seeds-easy", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds-hard", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", default=None, help="runs as model_variant, e.g. split_spair_hard")
+    p.add_argument("--out", default="runs/fig8")
+    p.add_argument("--report", action="store_true", help="only print / write the table and figure")
+    p.add_argument("--set", action="append", default=[], dest="extra",
+                   help="one more CLI override for every run, e.g. --set=--trainer.accelerator=cpu")
+    a = p.parse_args()
+    out = a.out if a.size == "quick" else a.out + "_paper"
+    a.out = out
+    if not a.report:
+        for (model, variant), configs in CONFIGS.items():
+            if a.only and f"{model}_{variant}" not in a.only:
+                continue
+            for seed in (a.seeds_easy if variant == "easy" else a.seeds_hard):
+                run_one(f"{model}_{variant}_seed{seed}", configs[0 if a.size == "quick" else 1], seed, a)
+    print(report(out))
+
+
+if __name__ == "__main__":
+    main()
