@@ -95,8 +95,9 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
             f"--data.init_args.num_test={a.val_size}", *a.extra]
     if a.size == "paper" and not os.path.isdir("data/cub"):
         args += ["--data.init_args.sprites=synthetic"]
-    if a.size == "paper":
-        args += [f"--data.init_args.root=data/fig8_{name.rsplit('_seed', 1)[0]}"]
+    variant = name.rsplit("_seed", 1)[0].rsplit("_", 1)[1]
+    # one stored data set per variant and size, shared by both models (validation scenes only: training is on the fly)
+    args += [f"--data.init_args.root=data/fig8_{a.size}_{variant}_{a.val_size}"]
     cli = SplitlabCLI(args=args, run=False)
     counting = CountingCallback(max_count=5, every_n_epochs=1, box_map=True)
     ckpt = ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
@@ -142,7 +143,7 @@ def report(out: str) -> str:
         if not last:
             continue
         steps = "/".join(str(r["step"]) for r in last)
-        mins = "/".join(f"{r['wall_s'] / 60:.0f}" for r in last)
+        mins = "/".join(f"{r['wall_s'] / 60:.1f}" for r in last)
         lines.append(f"| {model} | {variant} | {steps} | {mins} | {_fmt([r['count_acc'] for r in last])} | "
                      f"{_fmt([r['count_acc_unseen_bg'] for r in last])} | {_fmt([r['box_map50'] for r in last])} | "
                      f"{_fmt([r['count_mean'] for r in last])} | {_fmt([r['double_detection'] for r in last])} | "
@@ -175,9 +176,9 @@ def _figure(runs: dict[str, list[dict]], path: str) -> None:
                 if var != variant:
                     continue
                 xs = [r[xkey] / (60 if xkey == "wall_s" else 1) for r in rows]
-                ax.plot(xs, [r["count_acc"] for r in rows], "-", color=colours[model], alpha=0.8,
+                ax.plot(xs, [r["count_acc"] for r in rows], "o-", ms=3, color=colours[model], alpha=0.8,
                         label=f"{model} seen" if name.endswith("seed0") else None)
-                ax.plot(xs, [r["count_acc_unseen_bg"] for r in rows], "--", color=colours[model], alpha=0.6,
+                ax.plot(xs, [r["count_acc_unseen_bg"] for r in rows], "s--", ms=3, color=colours[model], alpha=0.6,
                         label=f"{model} unseen" if name.endswith("seed0") else None)
             ax.set_title(f"Multi-Bird-{variant.capitalize()}")
             ax.set_xlabel(xlabel)

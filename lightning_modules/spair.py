@@ -138,6 +138,10 @@ class SPAIR(RepresentationModule):
         cell_kernel: kernel of the backbone's last strided conv (0: equal to its stride, a
             receptive field of 18 px on 12-px cells; authors: 4, receptive field 22 px).
         init: ``torch`` (PyTorch's default init) or ``glorot`` (Keras' default, the authors').
+        fix_alpha_steps, fix_alpha_value: for the first ``fix_alpha_steps`` training steps the
+            objects' coverage in the composite is held at ``fix_alpha_value`` everywhere, so the
+            background model gets a learning signal even while every cell is on (SPACE's "fix
+            alpha" trick, zhixuan-lin/SPACE src/model/space/space.py:37-38; beyond both papers).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -175,6 +179,8 @@ class SPAIR(RepresentationModule):
         upsample: str = "nearest",
         cell_kernel: int = 0,
         init: str = "torch",
+        fix_alpha_steps: int = 0,
+        fix_alpha_value: float = 0.1,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -215,6 +221,7 @@ class SPAIR(RepresentationModule):
         self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
         self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
         self.colour_noise = colour_noise
+        self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
             local_branch.build(channels, image_size, self.likelihood)
@@ -338,12 +345,13 @@ class SPAIR(RepresentationModule):
 
     # ------------------------------------------------------------------ rendering
     def render(self, z_what: Tensor, z_where: Tensor, z_depth: Tensor, z_pres: Tensor, background: Tensor,
-               z_l: Tensor | None = None) -> dict[str, Tensor]:
+               z_l: Tensor | None = None, fixed_alpha: float | None = None) -> dict[str, Tensor]:
         """Compose objects over the background.
 
         Args:
             z_what (B, N, D), z_where (B, N, 4), z_depth (B, N, 1), z_pres (B, N, 1);
-            background (B, C, H, W) in [0, 1]; z_l (B, z_l_dim) for SPLIT-SPAIR.
+            background (B, C, H, W) in [0, 1]; z_l (B, z_l_dim) for SPLIT-SPAIR;
+            fixed_alpha: compose with this constant coverage instead of the objects' own.
         Returns:
             ``recon`` (B, C, H, W), ``objects`` (B, C, H, W) objects over black,
             ``alpha`` (B, 1, H, W) coverage of the objects, ``appearance`` (B, N, C+1, g, g).
@@ -369,6 +377,8 @@ class SPAIR(RepresentationModule):
         norm = norm + 1e-8  # sum_i importance_i
         objects = num / norm
         cover = cover_num / norm
+        if fixed_alpha is not None:
+            cover = torch.full_like(cover, fixed_alpha)
         recon = cover * objects + (1 - cover) * background
         return {"recon": recon, "objects": objects * cover, "alpha": cover, "appearance": app.view(b, n, *app.shape[1:])}
 
@@ -379,9 +389,13 @@ class SPAIR(RepresentationModule):
         return self.likelihood.mean(self.bg_decoder(inp)), z_bg, mu, logvar
 
     # ------------------------------------------------------------------ loss
+    def step_count(self) -> int:
+        """Training steps done (the trainer's global_step; a bare loop overrides this)."""
+        return self.global_step
+
     def anneal(self) -> float:
         """Fraction of the prior annealing done at the current step (host int, no sync)."""
-        return min(1.0, (self.global_step + 1) / self.z_pres_anneal_steps)
+        return min(1.0, (self.step_count() + 1) / self.z_pres_anneal_steps)
 
     def recon_nll(self, mean: Tensor, x: Tensor) -> Tensor:
         """-log p(x | z) per image in nats (float32): Bernoulli (BCE) or fixed-sigma Gaussian, the
@@ -396,7 +410,8 @@ class SPAIR(RepresentationModule):
             terms.update(local_terms)
         lat = self.infer(x, z_l, sample=True)
         bg, z_bg, bg_mu, bg_logvar = self._background(x, z_l, sample=True)
-        out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l)
+        fixed = self.fix_alpha_value if self.training and self.step_count() < self.fix_alpha_steps else None
+        out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l, fixed)
         terms["recon"] = self.recon_nll(out["recon"], x)  # -log p(x | z)
         a = self.anneal() if self.training else 1.0
         mean, start, std = self.size_prior
