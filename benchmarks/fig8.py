@@ -205,10 +205,13 @@ def main() -> None:
     p.add_argument("--seeds-hard", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=None, help="runs as model_variant, e.g. split_spair_hard")
     p.add_argument("--out", default="runs/fig8")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     p.add_argument("--report", action="store_true", help="only print / write the table and figure")
     p.add_argument("--set", action="append", default=[], dest="extra",
                    help="one more CLI override for every run, e.g. --set=--trainer.accelerator=cpu")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     out = a.out if a.size == "quick" else a.out + "_paper"
     a.out = out
     if not a.report:

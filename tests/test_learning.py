@@ -51,10 +51,11 @@ def test_split_gmvae_clusters_by_digit_and_gmvae_does_not(tmp_path):
 @pytest.mark.slow
 def test_spair_counts_birds_on_easy_scenes():
     """SPAIR with ``configs/quickstart_spair_easy.yaml``'s model on Easy scenes drawn fresh each step
-    (synthetic birds), 1,500 steps of a bare loop (the trainer adds nothing to learn from): the
-    held-out reconstruction error falls five-fold, and counting accuracy on held-out sprites
+    (synthetic birds), 3,000 steps of a bare loop (the trainer adds nothing to learn from): the
+    held-out reconstruction error falls five-fold; counting accuracy on held-out sprites
     (validation colours), averaged over the checks at steps 1,250 and 1,500 (it moves by several
-    points from one check to the next), clearly beats always answering the most frequent count."""
+    points from one check to the next), clearly beats always answering the most frequent count,
+    and averaged over 2,500-3,000 steps it reaches 0.42 (issue 14's higher bar)."""
     import yaml
 
     from datamodules.multi_bird import SceneGenerator, colours_for, sprite_banks
@@ -81,24 +82,27 @@ def test_spair_counts_birds_on_easy_scenes():
                 counts.float().mean().item())
 
     recon0, _, _ = evaluate()
-    accs, means = [], []
-    for step in range(1, 1501):
+    accs, means, late = [], [], []
+    for step in range(1, 3001):
         model.step_count = lambda s=step: s - 1  # the trainer's global_step
         loss = model.compute_loss(gen(32, g)["image"].float() / 255)["loss"]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the config's gradient_clip_val
         opt.step()
-        if step in (1250, 1500):
+        if step in (1250, 1500, 2500, 2750, 3000):
             recon, acc, mean = evaluate()
-            accs.append(acc)
+            (accs if step <= 1500 else late).append(acc)
             means.append(mean)
-    acc = sum(accs) / len(accs)
-    print(f"\nSPAIR 1,500 steps on Easy: reconstruction L1 {recon0:.3f} -> {recon:.3f}; counting accuracy "
-          f"{accs} (mean {acc:.3f}) vs majority count {majority:.3f}; mean predicted count {means} vs true "
-          f"{count_val.float().mean():.2f}")
+    acc, acc_late = sum(accs) / len(accs), sum(late) / len(late)
+    print(f"\nSPAIR 3,000 steps on Easy: reconstruction L1 {recon0:.3f} -> {recon:.3f}; counting accuracy "
+          f"{accs + late} (mean {acc:.3f} at 1,250-1,500, {acc_late:.3f} at 2,500-3,000) vs majority count "
+          f"{majority:.3f}; mean predicted count {means} vs true {count_val.float().mean():.2f}")
     assert recon < 0.25 * recon0
-    assert acc >= majority + 0.1
+    assert acc >= majority + 0.1  # the bar this test has held since it was written
+    # the higher bar of issue 14: the old quick-start (18-px receptive field, 0.999 prior, the slower
+    # model) stayed near 0.3-0.36 here; the authors' 22-px receptive field and the 0.9999 prior reach ~0.5
+    assert acc_late >= 0.42
 
 
 @pytest.mark.slow
