@@ -252,7 +252,8 @@ class SPAIR(RepresentationModule):
         self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
         dec_in = z_what_dim + (z_l_dim if concat_z_what else 0)
         self.what_decoder = ConvDecoder(dec_in, channels + 1, glimpse_size, tuple(reversed(glimpse_widths)),
-                                        (3,) * len(glimpse_widths), 3, hidden=glimpse_hidden, upsample=upsample)
+                                        (3,) * len(glimpse_widths), 3, hidden=glimpse_hidden, upsample=upsample,
+                                        fuse_upsample=True)
         # background model (paper 1 Sec. 4.4): x -> z_bg -> background image
         bg_in = z_bg_dim + (z_l_dim if concat_z_bg else 0)
         if background == "dense":  # authors' -dense_bg: ImageEncoderDense / ImageDecoderDense
@@ -260,7 +261,8 @@ class SPAIR(RepresentationModule):
             self.bg_decoder: nn.Module = MLPDecoder(bg_in, channels, image_size)
         else:  # authors' BackgroundModel: 3 strided 3x3 convs; dense -> (H/8)^2 x 128, 3 conv + resize stages
             self.bg_encoder = ConvEncoder(channels, image_size, z_bg_dim, (32, 64, 128), (3, 3, 3))
-            self.bg_decoder = ConvDecoder(bg_in, channels, image_size, (128, 64, 32), (3, 3, 3), 3, upsample=upsample)
+            self.bg_decoder = ConvDecoder(bg_in, channels, image_size, (128, 64, 32), (3, 3, 3), 3, upsample=upsample,
+                                          fuse_upsample=True)
         self.z_l_dim = z_l_dim
         # cell centres in image fractions, raster order: (N, 2) as (x, y)
         rc = torch.stack(torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij"), -1).view(-1, 2)

@@ -136,6 +136,8 @@ class ConvDecoder(nn.Module):
         hidden: width of a dense ReLU layer before the first map (0: none; the SPLIT authors'
             glimpse decoder has one of 2 * D, ``spair/spair.py`` ObjDecoder).
         upsample: ``nearest`` or ``bilinear`` (the authors' ``tf.image.resize``).
+        fuse_upsample: compute each nearest upsampling + odd-kernel conv as one
+            :class:`NearestUpConv2d` (the same function, ~2x faster on a CPU; other float rounding).
     Shapes:
         forward(z: (B, D)) -> params: (B, out_channels, H, W)
     """
@@ -151,6 +153,7 @@ class ConvDecoder(nn.Module):
         norm: bool = False,
         hidden: int = 0,
         upsample: str = "nearest",
+        fuse_upsample: bool = False,
     ) -> None:
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
@@ -171,7 +174,7 @@ class ConvDecoder(nn.Module):
             layers += [nn.BatchNorm2d(w), nn.ReLU()] if norm else [nn.ReLU()]
             # a nearest 2x upsampling before an odd-kernel conv is folded into that conv (NearestUpConv2d);
             # Identity keeps the layer indices, so checkpoints load either way
-            fused_up = (upsample == "nearest" and ks[i + 1] % 2 == 1,)
+            fused_up = (fuse_upsample and upsample == "nearest" and ks[i + 1] % 2 == 1,)
             layers += [nn.Identity() if fused_up[0] else nn.Upsample(scale_factor=2, mode=upsample)]
             c = w
         layers.append(self._conv(c, out_channels, out_kernel, upsampled=fused_up[0]))

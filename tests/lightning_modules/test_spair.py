@@ -200,8 +200,9 @@ def test_nearest_up_conv_equals_upsample_then_conv(k):
 
 
 def test_conv_decoder_state_dict_is_the_same_with_the_fused_upsampling():
-    fused = ConvDecoder(8, 4, 16, (16, 8), (3, 3), 3)
-    plain = ConvDecoder(8, 4, 16, (16, 8), (4, 4), 4)  # even kernels: plain Upsample + Conv2d
+    fused = ConvDecoder(8, 4, 16, (16, 8), (3, 3), 3, fuse_upsample=True)
+    plain = ConvDecoder(8, 4, 16, (16, 8), (3, 3), 3)  # the default: Upsample + Conv2d
+    assert isinstance(plain.net[2], torch.nn.Upsample) and type(plain.net[3]) is torch.nn.Conv2d
     assert isinstance(fused.net[3], NearestUpConv2d) and isinstance(fused.net[2], torch.nn.Identity)
     assert set(fused.state_dict()) == set(plain.state_dict())
 
