@@ -74,12 +74,7 @@ def paste(glimpses: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:
     Returns:
         (N, C, height, width), zero outside the box.
     """
-    g = glimpses.shape[-1]
-    cx, cy, w, h = boxes.to(torch.promote_types(glimpses.dtype, torch.float32)).unbind(-1)
-    w, h = w.clamp_min(1e-4), h.clamp_min(1e-4)
-    py = _paste_weights(cy, h, height, g).to(glimpses.dtype)  # (N, H, g)
-    px = _paste_weights(cx, w, width, g).to(glimpses.dtype)  # (N, W, g)
-    return py.unsqueeze(1) @ glimpses @ px.unsqueeze(1).transpose(-1, -2)  # (N, C, H, W)
+    return paste_sum(glimpses.unsqueeze(1), boxes.unsqueeze(1), height, width)  # one box per "image"
 
 
 def paste_sum(glimpses: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:

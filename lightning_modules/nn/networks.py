@@ -51,14 +51,13 @@ class NearestUpConv2d(nn.Conv2d):
                 fold[o - min(lo), t] = 1.0
             folds.append(fold)
             starts.append(min(lo))
-        self.register_buffer("fold0", folds[0], persistent=False)
-        self.register_buffer("fold1", folds[1], persistent=False)
+        self.register_buffer("folds", torch.stack(folds), persistent=False)  # (2 phases, n taps, k)
         self.starts = starts
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        n = self.fold0.shape[0]  # taps per phase (the same for both phases)
-        f = torch.stack([self.fold0, self.fold1]).to(self.weight.dtype)  # (2, n, k)
+        n = self.folds.shape[1]  # taps per phase (the same for both phases)
+        f = self.folds.to(self.weight.dtype)  # (2, n, k)
         # the four phase kernels as one conv with 4 * C_out outputs: (py, px, C_out, C_in, n, n)
         k = torch.einsum("pay,qbx,oiyx->pqoiab", f, f, self.weight).reshape(-1, self.in_channels, n, n)
         pad = -min(self.starts)
@@ -168,16 +167,16 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         c = widths[0]
         ks = list(kernels) + [out_kernel]
-        fused_up = (False,)
+        fused = False  # whether the upsampling before the next conv is folded into it
         for i, (w, k) in enumerate(zip(widths, kernels)):
-            layers += [self._conv(c, w, k, upsampled=i > 0 and fused_up[0])]
+            layers += [self._conv(c, w, k, upsampled=fused)]
             layers += [nn.BatchNorm2d(w), nn.ReLU()] if norm else [nn.ReLU()]
             # a nearest 2x upsampling before an odd-kernel conv is folded into that conv (NearestUpConv2d);
             # Identity keeps the layer indices, so checkpoints load either way
-            fused_up = (fuse_upsample and upsample == "nearest" and ks[i + 1] % 2 == 1,)
-            layers += [nn.Identity() if fused_up[0] else nn.Upsample(scale_factor=2, mode=upsample)]
+            fused = fuse_upsample and upsample == "nearest" and ks[i + 1] % 2 == 1
+            layers += [nn.Identity() if fused else nn.Upsample(scale_factor=2, mode=upsample)]
             c = w
-        layers.append(self._conv(c, out_channels, out_kernel, upsampled=fused_up[0]))
+        layers.append(self._conv(c, out_channels, out_kernel, upsampled=fused))
         self.net = nn.Sequential(*layers)
 
     @staticmethod
