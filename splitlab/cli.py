@@ -19,7 +19,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from callbacks.lr import replace_lightning_monitors
 from callbacks.metrics_json import MetricsJson
+from splitlab.config_errors import DEBUG_ENV, SplitlabArgumentParser
 from splitlab.errors import SplitlabError
 
 
@@ -43,6 +45,7 @@ class RunFolderConfig(SaveConfigCallback):
 class SplitlabCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", RunFolderConfig)
+        kwargs.setdefault("parser_class", SplitlabArgumentParser)  # a misspelt key: one paragraph, exit 2
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False, "overwrite": True})
         super().__init__(model_class=None, datamodule_class=None, args=args, run=run, **kwargs)
 
@@ -55,6 +58,7 @@ class SplitlabCLI(LightningCLI):
         name = os.path.splitext(os.path.basename(str(paths[-1])))[0] if paths else None
         seed = cfg.get("seed_everything")
         trainer = super().instantiate_trainer(**kwargs)
+        replace_lightning_monitors(trainer)  # Lightning's refuses `--trainer.logger false`
         trainer.callbacks.append(MetricsJson(config_name=name, seed=seed if isinstance(seed, int) else None))
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint):
@@ -66,7 +70,15 @@ class SplitlabCLI(LightningCLI):
 
 
 def main(args: Any = None) -> None:
-    """Entry point of the ``lightning`` console script."""
+    """Entry point of the ``lightning`` console script. ``--debug`` keeps jsonargparse's full reports."""
+    argv = sys.argv if args is None else args
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
+        if args is None:
+            sys.argv[:] = argv
+        else:
+            args = argv
     try:
         SplitlabCLI(args=args)
     except SplitlabError as e:
