@@ -39,7 +39,7 @@ def lightning(sub: str, config: str, seed: int, extra: list[str], ckpt: bool) ->
 
 def table(records: list[dict], stage: str = "test") -> str:
     keys = sorted({k for r in records for k in r["metrics"] if k.startswith(f"{stage}/")})
-    lines = [f"| metric | mean ± std | n | per seed |", "|---|---|---|---|"]
+    lines = ["| metric | mean ± std | n | per seed |", "|---|---|---|---|"]
     for k in keys:
         vals = [r["metrics"][k] for r in records if isinstance(r["metrics"].get(k), (int, float))]
         if not vals:

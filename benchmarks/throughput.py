@@ -138,7 +138,7 @@ def main() -> None:
             rows.append((prec, comp, ceiling, full, full / ceiling, mem_c, mem_f))
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\n{a.config} on {dev}, {a.steps} timed steps after {a.warmup} warm-up")
-    print(f"| precision | compile | model-only img/s | lightning fit img/s | ratio | peak GiB (model-only / fit) |")
+    print("| precision | compile | model-only img/s | lightning fit img/s | ratio | peak GiB (model-only / fit) |")
     print("|---|---|---|---|---|---|")
     for prec, comp, ceil, full, ratio, mc, mf in rows:
         print(f"| {prec} | {comp} | {ceil:,.0f} | {full:,.0f} | {ratio:.2f} | {mc:.2f} / {mf:.2f} |")

@@ -8,7 +8,8 @@ keeps the learning rate of the run's last step with or without a logger.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch

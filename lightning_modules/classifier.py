@@ -6,9 +6,9 @@ Train one with ``lightning fit --config configs/judge_svhn.yaml`` and give its c
 """
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-import pytorch_lightning as pl
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 

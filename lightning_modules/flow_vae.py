@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule
+from lightning_modules.nn.distributions import Bernoulli
 from lightning_modules.nn.flows import FlowStep, _up, squeeze, unsqueeze
 from lightning_modules.split import LocalBranch
-from lightning_modules.nn.distributions import Bernoulli
 from splitlab.errors import ConfigError
 
 LOG_2PI = math.log(2 * math.pi)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
-from lightning_modules.nn.distributions import Likelihood, DiscretizedLogistic, gaussian_kl_std_normal, reparameterize
+from lightning_modules.nn.distributions import DiscretizedLogistic, Likelihood, reparameterize
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError

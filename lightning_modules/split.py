@@ -12,14 +12,13 @@ and calls :meth:`LocalBranch.build` once with its image shape and likelihood.
 """
 from __future__ import annotations
 
-from splitlab.errors import ConfigError
-
 import torch
 from torch import Tensor, nn
 
 from lightning_modules.nn.aux_transforms import PatchShuffle
 from lightning_modules.nn.distributions import Likelihood, gaussian_kl_std_normal, reparameterize
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from splitlab.errors import ConfigError
 
 
 class LocalBranch(nn.Module):

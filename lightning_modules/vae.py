@@ -17,8 +17,6 @@ the same total latent size as the SPLIT-VAE and names its last ``z_l_dim`` dimen
 """
 from __future__ import annotations
 
-from splitlab.errors import ConfigError
-
 from collections.abc import Mapping
 
 import torch
@@ -28,6 +26,7 @@ from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, Repre
 from lightning_modules.nn.distributions import DiscretizedLogistic, Likelihood, gaussian_kl_std_normal, reparameterize
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder
 from lightning_modules.split import LocalBranch
+from splitlab.errors import ConfigError
 
 
 class VAE(RepresentationModule):

@@ -7,10 +7,10 @@ images and no host sync.
 """
 from __future__ import annotations
 
-from splitlab.errors import ConfigError
-
 import torch
 from torch import Tensor, nn
+
+from splitlab.errors import ConfigError
 
 
 class PatchShuffle(nn.Module):

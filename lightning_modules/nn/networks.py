@@ -9,13 +9,13 @@ copy of the input on every call.
 """
 from __future__ import annotations
 
-from splitlab.errors import ConfigError
-
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from splitlab.errors import ConfigError
 
 
 def _check_size(image_size: int, n_down: int, what: str) -> None:

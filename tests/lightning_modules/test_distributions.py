@@ -3,7 +3,10 @@ import math
 import torch
 
 from lightning_modules.nn.distributions import (
-    Bernoulli, DiscretizedLogistic, Gaussian, gaussian_kl_std_normal,
+    Bernoulli,
+    DiscretizedLogistic,
+    Gaussian,
+    gaussian_kl_std_normal,
 )
 
 

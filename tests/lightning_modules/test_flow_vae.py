@@ -24,7 +24,7 @@ def test_decoder_is_invertible_and_its_logdet_is_the_jacobian_float64():
     assert v.shape == (2, 48)
     assert torch.allclose(dec.inverse(v, z), x, atol=1e-8)
     for i in range(2):
-        jac = torch.autograd.functional.jacobian(lambda t: dec(t.view(1, 3, 4, 4), z[i : i + 1])[0][0], x[i].reshape(-1))
+        jac = torch.autograd.functional.jacobian(lambda t, i=i: dec(t.view(1, 3, 4, 4), z[i : i + 1])[0][0], x[i].reshape(-1))
         assert torch.allclose(logdet[i], torch.linalg.slogdet(jac)[1], atol=1e-6)
 
 

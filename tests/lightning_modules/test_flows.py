@@ -60,7 +60,7 @@ def test_vector_layers_of_the_flow_prior():
         x = torch.randn(3, 6, dtype=torch.float64)
         y, logdet = layer(x)
         assert torch.allclose(layer.inverse(y).double(), x, atol=1e-8)
-        jac = torch.autograd.functional.jacobian(lambda v: layer(v.unsqueeze(0))[0][0].double(), x[0])
+        jac = torch.autograd.functional.jacobian(lambda v, layer=layer: layer(v.unsqueeze(0))[0][0].double(), x[0])
         assert torch.allclose(logdet[0].double(), torch.linalg.slogdet(jac)[1], atol=1e-6)
 
 
