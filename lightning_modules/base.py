@@ -17,6 +17,8 @@ Hooks used and why:
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -26,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from splitlab.errors import ConfigError, NonFiniteLossError
+from splitlab.errors import ConfigError, DataError, NonFiniteLossError
 
 OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
 LRSchedulerCallable = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -59,8 +61,56 @@ class Encodes(Protocol):
     def decode(self, latents: Mapping[str, Tensor]) -> Tensor: ...
 
 
+# --------------------------------------------------------------------------- loading
+class Reloadable:
+    """``<Family>.load_from_checkpoint(path)`` that rebuilds exactly the model ``lightning fit`` trained.
+
+    Mixed into every LightningModule of the project (before ``pl.LightningModule``).
+    """
+
+    def save_init_args(self, objects: Iterable[str]) -> None:
+        """``save_hyperparameters`` that lets ``<Family>.load_from_checkpoint(path)`` rebuild the model.
+
+        Built by LightningCLI, the hyper-parameters are the resolved config itself (nested
+        ``class_path`` objects included: the local branch, likelihood, networks, optimiser),
+        recorded with LightningCLI's instantiator, so everything is kept. Built in Python, the
+        ``objects`` (modules, callables) cannot be written as hyper-parameters and are left
+        out; pass them again to ``load_from_checkpoint`` or load with :func:`splitlab.load`.
+        """
+        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters  # set by LightningCLI
+
+        given = _given_hyperparameters.get() is not None
+        frame = inspect.currentframe().f_back  # the family's __init__, whose arguments are saved
+        self.save_hyperparameters(ignore=None if given else list(objects), frame=frame)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, with a one-paragraph error for a missing or foreign file."""
+        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+        from splitlab.loading import check_checkpoint
+
+        hp = check_checkpoint(checkpoint_path, cls)
+        recorded = contextlib.nullcontext()
+        if hp and "_instantiator" in hp:  # rebuilt as LightningCLI built it: keep its hparams (a re-save loads too)
+            loading_args = ("map_location", "hparams_file", "strict", "weights_only")
+            given = {k: v for k, v in hp.items() if k != "_instantiator"}
+            given.update({k: v for k, v in kwargs.items() if k not in loading_args})
+            recorded = _given_hyperparameters_context(hparams=given, instantiator=hp["_instantiator"])
+        try:
+            with recorded:
+                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except Exception as e:
+            raise DataError(
+                f"{checkpoint_path} could not be loaded as a {cls.__name__}: {type(e).__name__}: {str(e).splitlines()[0]}. "
+                "A checkpoint written by `lightning fit` loads with `<Family>.load_from_checkpoint(path)` or "
+                "`splitlab.load(run_folder)`; one from a model built in Python needs the objects it was built with "
+                "passed again as keyword arguments (local_branch=..., likelihood=...)."
+            ) from e
+
+
 # --------------------------------------------------------------------------- base module
-class RepresentationModule(pl.LightningModule):
+class RepresentationModule(Reloadable, pl.LightningModule):
     """Base of every family: image -> latents {z_g, z_l, ...} -> image.
 
     Subclasses implement :meth:`compute_loss`, :meth:`encode`, :meth:`decode`, :meth:`sample`.

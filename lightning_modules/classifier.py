@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_modules.base import Reloadable
 from lightning_modules.nn.networks import SmallClassifierNet
 
 
-class Classifier(pl.LightningModule):
+class Classifier(Reloadable, pl.LightningModule):
     """Image classifier: (B, C, H, W) in [0, 1] -> (B, num_classes) logits.
 
     Args:

@@ -246,7 +246,7 @@ class FlowVAE(RepresentationModule):
         compile: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
-        self.save_hyperparameters(ignore=["local_branch", "optimizer", "lr_scheduler"])
+        self.save_init_args(["local_branch", "optimizer", "lr_scheduler"])
         if z_dim < 0 or int(z_dim) != z_dim:
             raise ConfigError(f"z_dim must be a non-negative integer (0: refined Glow), got {z_dim!r}.")
         self.image_size, self.channels, self.z_dim, self.iw_k = image_size, channels, int(z_dim), iw_k

@@ -94,7 +94,7 @@ class GMVAE(RepresentationModule):
         compile: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
-        self.save_hyperparameters(ignore=["likelihood", "local_branch", "optimizer", "lr_scheduler"])
+        self.save_init_args(["likelihood", "local_branch", "optimizer", "lr_scheduler"])
         if int(num_clusters) != num_clusters or num_clusters < 2:
             raise ConfigError(f"num_clusters (K) must be an integer >= 2, got {num_clusters!r}; set `model.init_args.num_clusters` (paper: 10 or 30).")
         if int(z_g_dim) != z_g_dim or z_g_dim < 1:

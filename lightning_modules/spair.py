@@ -190,7 +190,7 @@ class SPAIR(RepresentationModule):
         compile: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
-        self.save_hyperparameters(ignore=["local_branch", "optimizer", "lr_scheduler"])
+        self.save_init_args(["local_branch", "optimizer", "lr_scheduler"])
         for name in ("beta", "z_what_beta", "z_bg_beta", "z_l_beta", "tau", "size_prior_std", "max_scale"):
             check_positive(name, locals()[name], f"model.init_args.{name}", allow_zero=name.endswith("beta"))
         if image_size % grid_size or (image_size // grid_size) % 4:

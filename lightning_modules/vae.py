@@ -66,9 +66,7 @@ class VAE(RepresentationModule):
         compile: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
-        self.save_hyperparameters(
-            ignore=["likelihood", "local_branch", "encoder", "decoder", "optimizer", "lr_scheduler"]
-        )
+        self.save_init_args(["likelihood", "local_branch", "encoder", "decoder", "optimizer", "lr_scheduler"])
         check_positive("beta", beta, "model.init_args.beta")
         if int(z_g_dim) != z_g_dim or z_g_dim < 1:
             raise ConfigError(f"z_g_dim must be a positive integer, got {z_g_dim!r}; set `model.init_args.z_g_dim` (paper: 128).")
