@@ -44,22 +44,24 @@ def encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[st
 def fit_linear_probe(train_x: Tensor, train_y: Tensor, num_classes: int, weight_decay: float = 1e-4,
                      iters: int = 200) -> torch.nn.Linear:
     """Multinomial logistic regression on standardised features, full-batch L-BFGS."""
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    xs = (train_x - mean) / std
-    lin = torch.nn.Linear(xs.shape[1], num_classes).to(xs.device)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+    # called from evaluation hooks, which may run under inference mode: leave it for the fit
+    with torch.inference_mode(False), torch.enable_grad():
+        train_x, train_y = train_x.clone(), train_y.clone()
+        mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+        xs = (train_x - mean) / std
+        lin = torch.nn.Linear(xs.shape[1], num_classes).to(xs.device)
+        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(xs), train_y) + weight_decay * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(lin(xs), train_y) + weight_decay * lin.weight.pow(2).sum()
+            loss.backward()
+            return loss
 
-    with torch.enable_grad():
         opt.step(closure)
-    with torch.no_grad():  # fold the standardisation into the layer
-        lin.bias -= (lin.weight * (mean / std)).sum(1)
-        lin.weight /= std
+        with torch.no_grad():  # fold the standardisation into the layer
+            lin.bias -= (lin.weight * (mean / std)).sum(1)
+            lin.weight /= std
     return lin
 
 
@@ -67,7 +69,9 @@ class LinearProbe(pl.Callback):
     """Linear classifiers on frozen ``z_g`` (global z) and frozen ``z_l`` (the flow's v), paper 2 Table 4.
 
     Fits on up to ``train_size`` training images, scores on the ``val`` split at validation and
-    the ``test`` split at test: ``<stage>/probe_acc_z_g``, ``probe_acc_z_l``. The paper uses a
+    the ``test`` split at test: ``<stage>/probe_acc_z_g``, ``probe_acc_z_l``, and next to each
+    the probe's accuracy on its own training images, ``probe_train_acc_z_g`` / ``_z_l`` (a low
+    one says the probe under-fits, so its test number understates what the latent holds). The paper uses a
     linear SVM; this is a multinomial logistic regression (also linear). Computed on the
     global-zero process (every process holds the whole split) and logged from it.
     """
@@ -95,11 +99,13 @@ class LinearProbe(pl.Callback):
             if key not in tr:
                 continue
             lin = fit_linear_probe(tr[key], ytr, self.num_classes, self.weight_decay)
-            acc = MulticlassAccuracy(self.num_classes, average="micro").to(yev.device)
             with torch.no_grad():
-                value = acc(lin(ev[key]).argmax(1), yev)
+                value = MulticlassAccuracy(self.num_classes, average="micro").to(yev.device)(lin(ev[key]).argmax(1), yev)
+                fit = MulticlassAccuracy(self.num_classes, average="micro").to(ytr.device)(lin(tr[key]).argmax(1), ytr)
             pl_module.log(f"{stage}/probe_acc_{key}", value, rank_zero_only=True)
-            self.last[f"probe_acc_{key}"] = float(value)
+            # next to it the probe's accuracy on its own training images: low means under-fitting
+            pl_module.log(f"{stage}/probe_train_acc_{key}", fit, rank_zero_only=True)
+            self.last[f"probe_acc_{key}"], self.last[f"probe_train_acc_{key}"] = float(value), float(fit)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._run(trainer, pl_module, "val")

@@ -1,8 +1,8 @@
 """Learning-rate monitor that also works with ``--trainer.logger false``.
 
 Lightning's ``LearningRateMonitor`` refuses a Trainer without a logger. This one logs to
-the loggers when there are any and, always, records the latest rates in
-``trainer.callback_metrics`` (``lr-Adam``, ``lr-Adam-momentum``, ...), so ``metrics.json``
+the loggers when there are any and, always, records the latest rates (and at the end of
+training the last step's) in ``trainer.callback_metrics`` (``lr-Adam``, ``lr-Adam-momentum``, ...), so ``metrics.json``
 keeps the learning rate of the run's last step with or without a logger.
 """
 from __future__ import annotations
@@ -52,6 +52,11 @@ class LearningRateMonitor(_LightningLearningRateMonitor):
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         if self.logging_interval != "step":
             self._record(trainer, "epoch" if self.logging_interval is None else "any")
+
+    def on_train_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """The rates of the last step, for metrics.json, whatever the logging interval."""
+        stats = self._extract_stats(trainer, "any")
+        trainer.callback_metrics.update({k: torch.tensor(float(v), dtype=torch.float64) for k, v in stats.items()})
 
 
 def replace_lightning_monitors(trainer: pl.Trainer) -> None:

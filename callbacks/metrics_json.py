@@ -2,7 +2,8 @@
 
 The file (in the run folder, ``trainer.default_root_dir``) holds the config name, the seed,
 the global step, the stage and every logged scalar (``trainer.callback_metrics``: the last
-validation / test epoch and the last logged training step). A copy goes to
+validation / test epoch and the last logged training step), and ``flags``: warnings from
+evaluations whose numbers cannot be trusted (a weak Table 1 judge, an under-fitting probe). A copy goes to
 ``metrics_<stage>.json`` so a later ``test`` does not hide the ``fit`` numbers.
 """
 from __future__ import annotations
@@ -36,6 +37,11 @@ class MetricsJson(pl.Callback):
             "epoch": trainer.current_epoch, "stage": stage, "model": type(pl_module).__name__,
             "metrics": dict(sorted(metrics.items())),
         }
+        flags = {}
+        for cb in trainer.callbacks:  # evaluations that know their numbers cannot be trusted say so here
+            flags.update(getattr(cb, "flags", None) or {})
+        if flags:
+            record["flags"] = flags
         folder = trainer.default_root_dir
         os.makedirs(folder, exist_ok=True)
         for name in ("metrics.json", f"metrics_{stage}.json"):
@@ -43,3 +49,5 @@ class MetricsJson(pl.Callback):
                 json.dump(record, f, indent=2)
         self.path = os.path.abspath(os.path.join(folder, "metrics.json"))
         print(f"splitlab: final metrics written to {self.path}", flush=True)
+        for key, msg in flags.items():
+            print(f"splitlab: WARNING ({key}): {msg}", flush=True)

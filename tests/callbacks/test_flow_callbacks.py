@@ -99,3 +99,38 @@ def test_flow_grids_switch_and_interpolation_corners_are_the_images():
         assert torch.allclose(tile(sw, i + 1, i + 1), y[i], atol=1e-4)
     it = grids["interpolation"]  # (alpha, beta) = (0, 0) and (1, 1) corners: the two images
     assert torch.allclose(tile(it, 0, 0), y[0], atol=1e-4) and torch.allclose(tile(it, 3, 3), y[1], atol=1e-4)
+
+
+class _RowsDataModule:
+    """Images whose label k lights row k (plus noise): linearly readable from the pixels."""
+
+    @staticmethod
+    def build(n: int, seed: int):
+        from datamodules.base import ImageDataModule, TensorDictDataset
+
+        class Rows(ImageDataModule):
+            def setup(self, stage=None):
+                g = torch.Generator().manual_seed(seed)
+                for split, m in (("train", n), ("val", n // 2)):
+                    y = torch.randint(0, 10, (m,), generator=g)
+                    x = torch.rand(m, 3, 32, 32, generator=g) * 0.5
+                    x[torch.arange(m), :, y] += 0.5
+                    self.splits[split] = TensorDictDataset((x * 255).to(torch.uint8), y)
+
+        return Rows(batch_size=100)
+
+
+def test_linear_probe_logs_its_train_accuracy_so_under_fitting_shows(tmp_path):
+    """z_g = the image (its label is linearly readable), z_l = zeros (nothing to fit): train accuracy tells them apart."""
+    import pytorch_lightning as pl
+
+    from callbacks.flow import LinearProbe
+    from tests.callbacks.test_table1 import Oracle
+
+    cb = LinearProbe(train_size=400, eval_size=200)
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=False, callbacks=[cb],
+                         accelerator="cpu", enable_progress_bar=False)
+    trainer.validate(Oracle(), datamodule=_RowsDataModule.build(400, seed=0))
+    m = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert m["val/probe_train_acc_z_g"] == 1.0 and m["val/probe_acc_z_g"] > 0.9
+    assert m["val/probe_train_acc_z_l"] < 0.3  # a constant latent: the probe cannot even fit its training set
