@@ -6,20 +6,19 @@
 
 Each seed trains in its own run folder (``<default_root_dir>_seed<S>``) with
 ``lightning fit`` and is then evaluated with ``lightning test --ckpt_path last``; the table
-is built from the runs' ``metrics_test.json`` files (the paper's "mean ± std over runs"),
-printed as Markdown and written to ``<default_root_dir>_seeds.md``.
+is built from the runs' ``metrics_test.json`` files (the paper's "mean ± std over runs"), read
+and aggregated by the same code as ``python -m splitlab report``, printed as Markdown and written to ``<default_root_dir>_seeds.md``.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 
 import yaml
+
+from splitlab.report import Group, Run, fmt, read_run
 
 
 def run_dir(config: str, seed: int) -> str:
@@ -37,18 +36,15 @@ def lightning(sub: str, config: str, seed: int, extra: list[str], ckpt: bool) ->
     subprocess.run(cmd, check=True)
 
 
-def table(records: list[dict], stage: str = "test") -> str:
-    keys = sorted({k for r in records for k in r["metrics"] if k.startswith(f"{stage}/")})
-    lines = ["| metric | mean ± std | n | per seed |", "|---|---|---|---|"]
+def table(runs: list[Run], stage: str = "test") -> str:
+    """Markdown: every ``<stage>/`` metric as mean ± std (n) and per seed (splitlab.report's aggregation)."""
+    group = Group(runs[0].name, runs[0].name, runs)
+    keys = sorted({k for r in runs for rec in r.records.values() for k in rec.get("metrics", {}) if k.startswith(f"{stage}/")})
+    lines = ["| metric | mean ± std (n) | per seed |", "|---|---|---|"]
     for k in keys:
-        vals = [r["metrics"][k] for r in records if isinstance(r["metrics"].get(k), (int, float))]
-        if not vals:
-            continue
-        mean = statistics.fmean(vals)
-        std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-        per = ", ".join(f"{v:.4g}" for v in vals)
-        lines.append(f"| {k} | {mean:.4g} ± {std:.2g} | {len(vals)} | {per} |" if not math.isnan(std)
-                     else f"| {k} | {mean:.4g} | 1 | {per} |")
+        vals = group.values(k)
+        if vals:
+            lines.append(f"| {k} | {fmt(vals, digits=4)} | {', '.join(f'{v:.4g}' for v in vals)} |")
     return "\n".join(lines)
 
 
@@ -65,9 +61,7 @@ def main() -> None:
         if not a.collect_only:
             lightning("fit", a.config, s, extra, ckpt=False)
             lightning("test", a.config, s, extra, ckpt=True)
-        path = os.path.join(run_dir(a.config, s), "metrics_test.json")
-        with open(path) as f:
-            records.append(json.load(f))
+        records.append(read_run(run_dir(a.config, s)))
     out = f"{a.config}, seeds {a.seeds}\n\n{table(records)}\n"
     print("\n" + out)
     base = run_dir(a.config, 0).rsplit("_seed", 1)[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.nn.aux_transforms import PatchShuffle
+from lightning_modules.nn.aux_transforms import AuxTransform, PatchShuffle
 from lightning_modules.nn.distributions import Likelihood, gaussian_kl_std_normal, reparameterize
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from splitlab.errors import ConfigError
@@ -25,7 +25,10 @@ class LocalBranch(nn.Module):
     """Auxiliary transform + local encoder q(z_l | x_hat) + local decoder p(x_hat | z_l).
 
     Args:
-        patch_size: r of the patch shuffle (paper 1, Sec. 3.1).
+        patch_size: r of the patch shuffle (paper 1, Sec. 3.1), the default transform.
+        transform: the auxiliary transform x -> x_hat instead of the patch shuffle (YAML:
+            ``transform: {class_path: lightning_modules.nn.aux_transforms.PhaseScramble}``);
+            see :mod:`lightning_modules.nn.aux_transforms` for the ones paper 1 Sec. 5 names.
         z_l_dim: size of z_l.
         encoder: network x_hat -> (mu, logvar) of z_l; default a :class:`ConvEncoder`.
         decoder: network z_l -> likelihood parameters of x_hat; default a :class:`ConvDecoder`.
@@ -46,6 +49,7 @@ class LocalBranch(nn.Module):
         decoder_widths: tuple[int, ...] = (128, 64, 32),
         norm: bool = False,
         dense: bool = False,
+        transform: AuxTransform | None = None,
     ) -> None:
         super().__init__()
         if int(z_l_dim) != z_l_dim or z_l_dim < 1:
@@ -53,7 +57,7 @@ class LocalBranch(nn.Module):
                 f"local_branch.z_l_dim must be a positive integer, got {z_l_dim!r}; set "
                 "`model.init_args.local_branch.init_args.z_l_dim` (the paper's SVHN runs use 128)."
             )
-        self.transform = PatchShuffle(patch_size)
+        self.transform = transform if transform is not None else PatchShuffle(patch_size)
         self.z_l_dim = int(z_l_dim)
         self.encoder = encoder
         self.decoder = decoder
@@ -64,8 +68,9 @@ class LocalBranch(nn.Module):
         self.likelihood: Likelihood | None = None
 
     @property
-    def patch_size(self) -> int:
-        return self.transform.patch_size
+    def patch_size(self) -> int | None:
+        """r of a patch-based transform (None for the others)."""
+        return getattr(self.transform, "patch_size", None)
 
     def build(self, channels: int, image_size: int, likelihood: Likelihood) -> None:
         """Bind the branch to its family's image shape and likelihood; builds default nets.
@@ -87,7 +92,7 @@ class LocalBranch(nn.Module):
             )
 
     def aux(self, x: Tensor) -> Tensor:
-        """x: (B, C, H, W) -> x_hat, a fresh patch shuffle of each image."""
+        """x: (B, C, H, W) -> x_hat, a fresh draw of the auxiliary transform for each image."""
         return self.transform(x)
 
     def posterior(self, x_hat: Tensor) -> tuple[Tensor, Tensor]:

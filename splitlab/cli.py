@@ -3,6 +3,7 @@
     lightning fit --config configs/split_vae_svhn.yaml
     lightning test --config configs/split_vae_svhn.yaml --ckpt_path last
     python -m splitlab fit --config configs/quickstart.yaml
+    python -m splitlab report runs/            # the papers' tables from run folders
 
 Model and data are chosen by ``class_path`` in the YAML. Every run folder
 (``trainer.default_root_dir``) holds ``config.yaml``, ``checkpoints/last.ckpt``, the image
@@ -72,6 +73,11 @@ class SplitlabCLI(LightningCLI):
 def main(args: Any = None) -> None:
     """Entry point of the ``lightning`` console script. ``--debug`` keeps jsonargparse's full reports."""
     argv = sys.argv if args is None else args
+    rest = list(argv[1:] if args is None else argv)
+    if rest[:1] == ["report"]:  # `lightning report RUNS...` / `python -m splitlab report RUNS...`
+        from splitlab.report import main as report_main
+
+        sys.exit(report_main(rest[1:]))
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"

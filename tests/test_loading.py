@@ -78,7 +78,7 @@ FAMILIES = ["quickstart.yaml", "quickstart_gmvae.yaml", "quickstart_split_spair.
 def test_one_trained_step_per_family_reloads_both_ways(name, tmp_path):
     run = tmp_path / "run"
     r = run_cli(["fit", "--config", f"configs/{name}", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={run}", "--trainer.accelerator=cpu"])
+                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}", "--trainer.accelerator=cpu"])
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
@@ -106,7 +106,7 @@ def test_plain_vae_comes_back_with_its_own_likelihood(tmp_path):
     """The plain VAE's likelihood is a config object: it must not fall back to the class default."""
     run = tmp_path / "run"
     r = run_cli(["fit", "--config", "configs/quickstart_vae.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={run}",
+                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}",
                  "--model.init_args.likelihood=lightning_modules.nn.distributions.Bernoulli"])
     assert r.returncode == 0, r.stderr[-3000:]
     m = VAE.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -163,7 +163,7 @@ def test_a_checkpoint_without_recorded_config_is_rebuilt_from_the_run_config(tmp
     """Checkpoints written before the CLI recorded its instantiation still load from config.yaml."""
     run = tmp_path / "run"
     r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={run}"])
+                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)

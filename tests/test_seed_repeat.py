@@ -1,15 +1,15 @@
 """The seed-repeat table reads run logs and gives the right mean ± std."""
-import json
-
 from benchmarks.seed_repeat import table
 
 
 def test_table_mean_and_std_from_records():
-    recs = [{"metrics": {"test/cluster_acc": v, "val/x": 1.0}} for v in (0.5, 0.7, 0.6)]
-    out = table(recs)
-    assert "| test/cluster_acc | 0.6 ± 0.1 | 3 | 0.5, 0.7, 0.6 |" in out
+    from splitlab.report import Run
+
+    runs = [Run(folder=f"r{i}", name="c", seed=i, config={}, records={"test": {"metrics": {"test/cluster_acc": v, "val/x": 1.0}}})
+            for i, v in enumerate((0.5, 0.7, 0.6))]
+    out = table(runs)
+    assert "| test/cluster_acc | 0.6000 ± 0.1000 (3) | 0.5, 0.7, 0.6 |" in out
     assert "val/x" not in out
-    json.dumps(recs)
 
 
 def test_seed_repeat_end_to_end_reads_the_runs(tmp_path):
@@ -32,6 +32,6 @@ def test_seed_repeat_end_to_end_reads_the_runs(tmp_path):
          "--data.init_args.copies=1", "--data.init_args.eval_copies=1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "| test/cluster_acc |" in r.stdout and "| 2 |" in r.stdout
+    assert "| test/cluster_acc |" in r.stdout and " (2) |" in r.stdout
     assert (tmp_path / "run_seeds.md").exists()
     assert (tmp_path / "run_seed1" / "metrics_test.json").exists()
