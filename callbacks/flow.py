@@ -26,19 +26,45 @@ def _active(trainer: pl.Trainer, stage: str, every: int) -> bool:
 
 
 @torch.no_grad()
-def encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[str, Tensor], Tensor]:
-    """The first n images of a dataset split -> ({latent name: (n, features)}, labels (n,)), in batches."""
+def encode_split(pl_module, ds, n: int | None, batch_size: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The first n images of a dataset split -> ({latent name: (n, features)}, {field: (n, ...)}), in batches.
+
+    The fields are the split's per-image targets besides the image (``label``, ``colour``, ...).
+    """
     n = len(ds) if n is None else min(n, len(ds))
     feats: dict[str, list[Tensor]] = {}
-    labels = []
+    fields: dict[str, list[Tensor]] = {}
     for i in range(0, n, batch_size):  # evaluation passes
         b = ds.__getitems__(list(range(i, min(i + batch_size, n))))
         x = b["image"].to(pl_module.device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         for k, v in pl_module.encode(x).items():
             feats.setdefault(k, []).append(v.float().flatten(1))
-        labels.append(b["label"].to(pl_module.device))
-    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+        for k, v in b.items():
+            if k not in ("image", "index"):
+                fields.setdefault(k, []).append(v.to(pl_module.device))
+    return {k: torch.cat(v) for k, v in feats.items()}, {k: torch.cat(v) for k, v in fields.items()}
+
+
+def fit_ridge(train_x: Tensor, train_y: Tensor, alpha: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Linear least squares with a small ridge on standardised features: (W (D, T), b (T,)) with y ~ x W + b."""
+    with torch.inference_mode(False):
+        x, y = train_x.double().clone(), train_y.double().clone()
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        xs = (x - mean) / std
+        a = xs.T @ xs + alpha * len(xs) * torch.eye(xs.shape[1], dtype=xs.dtype, device=xs.device)
+        w = torch.linalg.solve(a, xs.T @ (y - y.mean(0)))
+        w = w / std.view(-1, 1)
+        b = y.mean(0) - mean @ w
+    return w, b
+
+
+def r2_score(pred: Tensor, target: Tensor) -> float:
+    """Coefficient of determination over all target columns: 1 - SSE / SST (SST about each column's mean)."""
+    pred, target = pred.double(), target.double()
+    sse = (pred - target).pow(2).sum()
+    sst = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
+    return float(1 - sse / sst)
 
 
 def fit_linear_probe(train_x: Tensor, train_y: Tensor, num_classes: int, weight_decay: float = 1e-4,
@@ -66,21 +92,33 @@ def fit_linear_probe(train_x: Tensor, train_y: Tensor, num_classes: int, weight_
 
 
 class LinearProbe(pl.Callback):
-    """Linear classifiers on frozen ``z_g`` (global z) and frozen ``z_l`` (the flow's v), paper 2 Table 4.
+    """Linear probes on frozen ``z_g`` (global z) and frozen ``z_l`` (the flow's v), paper 2 Table 4.
 
     Fits on up to ``train_size`` training images, scores on the ``val`` split at validation and
-    the ``test`` split at test: ``<stage>/probe_acc_z_g``, ``probe_acc_z_l``, and next to each
-    the probe's accuracy on its own training images, ``probe_train_acc_z_g`` / ``_z_l`` (a low
-    one says the probe under-fits, so its test number understates what the latent holds). The paper uses a
-    linear SVM; this is a multinomial logistic regression (also linear). Computed on the
-    global-zero process (every process holds the whole split) and logged from it.
+    the ``test`` split at test. ``targets``:
+
+    * ``label``: a linear classifier of the digit / class: ``<stage>/probe_acc_z_g``,
+      ``probe_acc_z_l``, and next to each the probe's accuracy on its own training images,
+      ``probe_train_acc_z_g`` / ``_z_l`` (a low one says the probe under-fits, so its test number
+      understates what the latent holds). The paper uses a linear SVM; this is a multinomial
+      logistic regression (also linear).
+    * ``colour``: a linear regression of the image's colours (the quick-start digits' foreground
+      and background RGB), scored by R^2 on the held-out images: ``probe_colour_r2_z_g`` /
+      ``_z_l`` (and ``probe_train_colour_r2_*`` on the training images).
+
+    Computed on the global-zero process (every process holds the whole split) and logged from it.
     """
 
     def __init__(self, num_classes: int = 10, train_size: int | None = 10000, eval_size: int | None = None,
-                 every_n_epochs: int = 1, batch_size: int = 500, weight_decay: float = 1e-4) -> None:
+                 every_n_epochs: int = 1, batch_size: int = 500, weight_decay: float = 1e-4,
+                 targets: list[str] = ("label",)) -> None:
         super().__init__()
         self.num_classes, self.train_size, self.eval_size = num_classes, train_size, eval_size
         self.every_n_epochs, self.batch_size, self.weight_decay = every_n_epochs, batch_size, weight_decay
+        bad = set(targets) - {"label", "colour"}
+        if bad:
+            raise ConfigError(f"LinearProbe targets must be among ['label', 'colour'], got {sorted(bad)}.")
+        self.targets = list(targets)
         self.last: dict[str, float] = {}
 
     def setup(self, trainer, pl_module, stage) -> None:
@@ -92,20 +130,31 @@ class LinearProbe(pl.Callback):
         dm = trainer.datamodule
         was = pl_module.training
         pl_module.eval()
-        tr, ytr = encode_split(pl_module, dm.splits["train"], self.train_size, self.batch_size)
-        ev, yev = encode_split(pl_module, dm.splits[stage], self.eval_size, self.batch_size)
+        tr, ftr = encode_split(pl_module, dm.splits["train"], self.train_size, self.batch_size)
+        ev, fev = encode_split(pl_module, dm.splits[stage], self.eval_size, self.batch_size)
         pl_module.train(was)
+        if "colour" in self.targets and "colour" not in ftr:
+            raise ConfigError("LinearProbe targets include 'colour' but the datamodule serves no `colour` field "
+                              "(the quick-start digits do); remove it from `targets`.")
+        values: dict[str, float] = {}
         for key in ("z_g", "z_l"):
             if key not in tr:
                 continue
-            lin = fit_linear_probe(tr[key], ytr, self.num_classes, self.weight_decay)
-            with torch.no_grad():
-                value = MulticlassAccuracy(self.num_classes, average="micro").to(yev.device)(lin(ev[key]).argmax(1), yev)
-                fit = MulticlassAccuracy(self.num_classes, average="micro").to(ytr.device)(lin(tr[key]).argmax(1), ytr)
-            pl_module.log(f"{stage}/probe_acc_{key}", value, rank_zero_only=True)
-            # next to it the probe's accuracy on its own training images: low means under-fitting
-            pl_module.log(f"{stage}/probe_train_acc_{key}", fit, rank_zero_only=True)
-            self.last[f"probe_acc_{key}"], self.last[f"probe_train_acc_{key}"] = float(value), float(fit)
+            if "label" in self.targets:
+                ytr, yev = ftr["label"], fev["label"]
+                lin = fit_linear_probe(tr[key], ytr, self.num_classes, self.weight_decay)
+                with torch.no_grad():
+                    acc = MulticlassAccuracy(self.num_classes, average="micro").to(yev.device)
+                    values[f"probe_acc_{key}"] = float(acc(lin(ev[key]).argmax(1), yev))
+                    # next to it the probe's accuracy on its own training images: low means under-fitting
+                    values[f"probe_train_acc_{key}"] = float(acc.to(ytr.device)(lin(tr[key]).argmax(1), ytr))
+            if "colour" in self.targets:
+                w, b = fit_ridge(tr[key], ftr["colour"])
+                values[f"probe_colour_r2_{key}"] = r2_score(ev[key].double() @ w + b, fev["colour"])
+                values[f"probe_train_colour_r2_{key}"] = r2_score(tr[key].double() @ w + b, ftr["colour"])
+        for k, v in values.items():
+            pl_module.log(f"{stage}/{k}", v, rank_zero_only=True)
+        self.last.update(values)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._run(trainer, pl_module, "val")

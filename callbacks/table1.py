@@ -36,6 +36,56 @@ from splitlab.errors import ConfigError, DataError
 VARIANTS = ("clean", "recon", "resample_z_l", "resample_z_g")  # "clean": the judge itself, on real images
 
 
+def get_judge(trainer: pl.Trainer, path: str, given: bool, owner: str, num_classes: int = 10, width: int = 16,
+              max_epochs: int = 30, patience: int = 2, holdout: float = 0.1) -> Classifier:
+    """The judge classifier at ``path``; trained there first on the training split if it is missing.
+
+    Shared by every evaluation that rests on a trained judge (Table 1, the flow switch accuracy).
+    Rank 0 trains, the others wait and load it. ``given``: the path came from the user's config,
+    so a missing file is an error rather than something to train.
+    """
+    if given and not os.path.isfile(path):
+        raise DataError(
+            f"{owner}.judge_ckpt={path} does not exist. Train a judge with "
+            "`lightning fit --config configs/judge_svhn.yaml` and give its last.ckpt, or remove judge_ckpt "
+            "to let the callback train one on the training split."
+        )
+    if not os.path.isfile(path):
+        if trainer.is_global_zero:
+            _train_judge(trainer, path, owner, num_classes, width, max_epochs, patience, holdout)
+        trainer.strategy.barrier(f"{owner}_judge")
+    judge = Classifier.load_from_checkpoint(path, map_location="cpu").eval()
+    judge.requires_grad_(False)
+    return judge
+
+
+def _train_judge(trainer: pl.Trainer, path: str, owner: str, num_classes: int, width: int, max_epochs: int,
+                 patience: int, holdout: float) -> None:
+    dm = trainer.datamodule
+    if dm is None or not hasattr(dm, "splits"):
+        raise ConfigError(f"{owner} without judge_ckpt needs a splitlab datamodule to train its judge on.")
+    dm.setup("fit")
+    train = dm.train_set
+    if (train.labels < 0).all():
+        raise ConfigError(f"{owner} needs labelled data (the judge is a classifier); this dataset has no labels.")
+    rank_zero_info(f"{owner}: training a judge classifier on {len(train)} training images -> {path}")
+    judge = Classifier(channels=train.images.shape[1], num_classes=num_classes, width=width)
+    fast = bool(trainer.fast_dev_run)  # smoke runs train the judge on a few batches only
+    judge.fit_tensors(
+        train.images, train.labels, epochs=1 if fast else max_epochs, device=trainer.strategy.root_device,
+        max_batches=2 if fast else None, holdout=holdout, patience=patience,
+    )
+    rank_zero_info(
+        f"{owner}: judge trained {len(judge.fit_history)} epochs, held-out accuracy per epoch "
+        f"{[round(a, 4) for a in judge.fit_history]} (kept the best, {judge.holdout_acc})"
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(
+        {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams), "pytorch-lightning_version": pl.__version__},
+        path,
+    )
+
+
 class Table1Callback(pl.Callback):
     """Paper 1 Table 1 as a callback.
 
@@ -79,45 +129,9 @@ class Table1Callback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         require(pl_module, Encodes, "Table1Callback", "encode and decode latents")
-        path = self._judge_path(trainer)
-        if self.judge_ckpt is not None and not os.path.isfile(path):
-            raise DataError(
-                f"Table1Callback.judge_ckpt={path} does not exist. Train a judge with "
-                "`lightning fit --config configs/judge_svhn.yaml` and give its last.ckpt, or remove judge_ckpt "
-                "to let the callback train one on the training split."
-            )
-        if not os.path.isfile(path):
-            if trainer.is_global_zero:
-                self._train_judge(trainer, path)
-            trainer.strategy.barrier("table1_judge")
-        self.judge = Classifier.load_from_checkpoint(path, map_location="cpu").eval()
-        self.judge.requires_grad_(False)
-
-    def _train_judge(self, trainer: pl.Trainer, path: str) -> None:
-        dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "splits"):
-            raise ConfigError("Table1Callback without judge_ckpt needs a splitlab datamodule to train its judge on.")
-        dm.setup("fit")
-        train = dm.train_set
-        if (train.labels < 0).all():
-            raise ConfigError("Table1Callback needs labelled data (the judge is a classifier); this dataset has no labels.")
-        rank_zero_info(f"Table1Callback: training a judge classifier on {len(train)} training images -> {path}")
-        judge = Classifier(channels=train.images.shape[1], num_classes=self.num_classes, width=self.judge_width)
-        fast = bool(trainer.fast_dev_run)  # smoke runs train the judge on a few batches only
-        judge.fit_tensors(
-            train.images, train.labels, epochs=1 if fast else self.judge_epochs,
-            device=trainer.strategy.root_device, max_batches=2 if fast else None,
-            holdout=self.judge_holdout, patience=self.judge_patience,
-        )
-        rank_zero_info(
-            f"Table1Callback: judge trained {len(judge.fit_history)} epochs, held-out accuracy per epoch "
-            f"{[round(a, 4) for a in judge.fit_history]} (kept the best, {judge.holdout_acc})"
-        )
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        torch.save(
-            {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams), "pytorch-lightning_version": pl.__version__},
-            path,
-        )
+        self.judge = get_judge(trainer, self._judge_path(trainer), self.judge_ckpt is not None, "Table1Callback",
+                               self.num_classes, self.judge_width, self.judge_epochs, self.judge_patience,
+                               self.judge_holdout)
 
     # ------------------------------------------------------------------ evaluation
     def _active(self, trainer: pl.Trainer, stage: str) -> bool:

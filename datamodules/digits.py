@@ -5,6 +5,9 @@ anywhere, offline. Each digit is upsampled to 32x32 (bilinear) and painted with 
 foreground and background colour, several times with different colours. Digit identity is
 then the global factor and colour the local one, as in SVHN (paper 1, Sec. 4.2). The digits
 are split before colouring, so validation and test digits are never seen in training.
+
+Batches carry ``image``, ``label`` (the digit) and ``colour``: the six numbers of its foreground
+and background RGB in [0, 1], the known local factor (paper 2 decoupling measurements).
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from splitlab.errors import ConfigError
 
 
 def colour_digits(grey: torch.Tensor, copies: int, generator: torch.Generator, size: int = 32,
-                  min_contrast: float = 0.9) -> torch.Tensor:
-    """grey: (N, 8, 8) in [0, 16] -> (copies*N, 3, size, size) uint8 coloured digits."""
+                  min_contrast: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """grey: (N, 8, 8) in [0, 16] -> (copies*N, 3, size, size) uint8 coloured digits and their
+    colours (copies*N, 6): foreground RGB then background RGB, in [0, 1]."""
     n = grey.shape[0]
     m = (grey.float() / 16.0).unsqueeze(1)
     m = F.pad(m, (1, 1, 1, 1))  # a one-pixel margin, like the room around SVHN's digits
@@ -32,7 +36,7 @@ def colour_digits(grey: torch.Tensor, copies: int, generator: torch.Generator, s
     pick = torch.where(ok.any(1), ok.float().argmax(1), dist.argmax(1))
     bg = cand[torch.arange(copies * n), pick].view(-1, 3, 1, 1)
     img = bg * (1 - m) + fg * m
-    return (img * 255).round().to(torch.uint8)
+    return (img * 255).round().to(torch.uint8), torch.cat([fg.flatten(1), bg.flatten(1)], 1)
 
 
 class ColouredDigitsDataModule(ImageDataModule):
@@ -88,5 +92,5 @@ class ColouredDigitsDataModule(ImageDataModule):
         size = self.shape[1]
         for split, idx in parts.items():
             k = self.copies if split == "train" else self.eval_copies
-            images = colour_digits(grey[idx], k, g, size)
-            self.splits[split] = TensorDictDataset(images, labels[idx].repeat(k))
+            images, colours = colour_digits(grey[idx], k, g, size)
+            self.splits[split] = TensorDictDataset(images, labels[idx].repeat(k), extras={"colour": colours})

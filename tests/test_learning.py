@@ -108,15 +108,56 @@ def test_spair_counts_birds_on_easy_scenes():
     assert acc_late >= 0.40
 
 
-@pytest.mark.slow
-def test_flow_vae_bpd_beats_the_refined_glow_with_the_same_decoder(tmp_path):
-    """The two shipped flow quick-starts, unchanged (same decoder, same 242 steps): conditioning the
-    flow on the encoder's z lowers bits/dim (paper 2 Table 1 pattern). The probe accuracies are
-    printed, not asserted: on the coloured digits z takes the colours, not the digit (see README)."""
-    vae, t_vae = _fit("configs/quickstart_flow_vae.yaml", tmp_path / "flow_vae")
-    glow, t_glow = _fit("configs/quickstart_glow.yaml", tmp_path / "glow")
+@pytest.fixture(scope="module")
+def flow_runs(tmp_path_factory) -> dict[str, dict]:
+    """The two shipped flow quick-starts, unchanged (same decoder, same 242 steps), trained once for the tests below."""
+    root = tmp_path_factory.mktemp("flow")
+    vae, t_vae = _fit("configs/quickstart_flow_vae.yaml", root / "flow_vae")
+    glow, t_glow = _fit("configs/quickstart_glow.yaml", root / "glow")
     print(f"\nflow VAE ({t_vae:.0f}s): bpd {vae['val/bpd']:.3f}, probe on z {vae['val/probe_acc_z_g']:.3f}, "
-          f"probe on v {vae['val/probe_acc_z_l']:.3f}")
-    print(f"refined Glow ({t_glow:.0f}s): bpd {glow['val/bpd']:.3f}, probe on v {glow['val/probe_acc_z_l']:.3f}")
+          f"probe on v {vae['val/probe_acc_z_l']:.3f}, colour R2 z {vae['val/probe_colour_r2_z_g']:.3f} "
+          f"v {vae['val/probe_colour_r2_z_l']:.3f}, switch colour-from-z {vae['val/switch_acc_colour_from_z']:.3f} "
+          f"digit-from-v {vae['val/switch_acc_digit_from_v']:.3f} (judge {vae['val/switch_judge_acc']:.3f})")
+    print(f"refined Glow ({t_glow:.0f}s): bpd {glow['val/bpd']:.3f}, probe on v {glow['val/probe_acc_z_l']:.3f}, "
+          f"colour R2 v {glow['val/probe_colour_r2_z_l']:.3f}")
+    return {"vae": vae, "glow": glow}
+
+
+@pytest.mark.slow
+def test_flow_vae_bpd_beats_the_refined_glow_with_the_same_decoder(flow_runs):
+    """Conditioning the flow on the encoder's z lowers bits/dim (paper 2 Table 1 pattern)."""
+    vae, glow = flow_runs["vae"], flow_runs["glow"]
     assert vae["val/bpd"] < 5.0 and glow["val/bpd"] < 5.0  # both learned (8.0 = uniform)
     assert vae["val/bpd"] <= glow["val/bpd"] - 0.1
+
+
+@pytest.mark.slow
+def test_flow_vae_switch_keeps_the_digit_of_v(flow_runs):
+    """decode(z of a, v of b) shows b's digit (the judge reads the clean digits at >= 0.9)."""
+    vae = flow_runs["vae"]
+    assert vae["val/switch_judge_acc"] >= 0.9
+    assert vae["val/switch_acc_digit_from_v"] >= 0.6
+
+
+# Issue 12's criteria for "z holds the colours" at the shipped quick-start budget: measured and not met yet
+# (README, paper 2 section). Kept at the issue's thresholds; xfail until the model meets them.
+NOT_YET = pytest.mark.xfail(reason="issue 12: not met at the quick-start budget (measured numbers in the README)",
+                            strict=False)
+
+
+@pytest.mark.slow
+@NOT_YET
+def test_flow_vae_z_holds_the_colours(flow_runs):
+    assert flow_runs["vae"]["val/probe_colour_r2_z_g"] >= 0.9
+
+
+@pytest.mark.slow
+@NOT_YET
+def test_flow_vae_v_holds_less_colour_than_glows_v(flow_runs):
+    assert flow_runs["vae"]["val/probe_colour_r2_z_l"] <= flow_runs["glow"]["val/probe_colour_r2_z_l"] - 0.2
+
+
+@pytest.mark.slow
+@NOT_YET
+def test_flow_vae_switch_takes_the_colours_from_z(flow_runs):
+    assert flow_runs["vae"]["val/switch_acc_colour_from_z"] >= 0.8

@@ -52,3 +52,28 @@ def test_device_batches_order_depends_on_the_epoch_lightning_sets():
         orders.setdefault(epoch, []).append(torch.cat([b["label"] for b in d]).tolist())
     assert orders[0][0] == orders[0][1]  # a resumed epoch 0 repeats epoch 0
     assert orders[0][0] != orders[1][0]
+
+
+def test_every_split_serves_its_colours_deterministically():
+    """`colour` = foreground RGB then background RGB in [0, 1]: the corner pixel is the background,
+    the pixel farthest from it the foreground; the same numbers on every build."""
+    import torch
+
+    from datamodules.digits import ColouredDigitsDataModule
+
+    a, b = ColouredDigitsDataModule(copies=1, eval_copies=1), ColouredDigitsDataModule(copies=1, eval_copies=1)
+    a.setup("fit")
+    b.setup("fit")
+    for split in ("train", "val", "test"):
+        ds = a.splits[split]
+        c = ds.extras["colour"]
+        assert c.shape == (len(ds), 6) and c.min() >= 0 and c.max() <= 1
+        assert torch.equal(c, b.splits[split].extras["colour"])
+        x = ds.images.float() / 255
+        assert torch.allclose(x[:, :, 0, 0], c[:, 3:], atol=0.5 / 255)  # background
+        far = (x - c[:, 3:, None, None]).pow(2).sum(1).flatten(1).argmax(1)
+        fg_pixel = x.flatten(2)[torch.arange(len(x)), :, far]
+        err = (fg_pixel - c[:, :3]).abs().amax(1)  # the digit's core is the foreground colour
+        assert err.median() < 0.02 and err.quantile(0.95) < 0.1  # (faint digits never reach full ink after upsampling)
+        batch = ds.__getitems__([0, 1])
+        assert torch.equal(batch["colour"], c[:2])
