@@ -37,13 +37,18 @@ class LearningRateMonitor(_LightningLearningRateMonitor):
         with _some_logger(trainer):
             super().on_train_start(trainer, *args, **kwargs)
 
+    @staticmethod
+    def _keep(trainer: pl.Trainer, stats: dict[str, float]) -> None:
+        """Into ``callback_metrics`` (hence metrics.json); not every Lightning version >= 2.4 does it itself."""
+        trainer.callback_metrics.update({k: torch.tensor(float(v), dtype=torch.float64) for k, v in stats.items()})
+
     def _record(self, trainer: pl.Trainer, interval: str) -> None:
         stats = self._extract_stats(trainer, interval)
         if not stats:
             return
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
-        trainer.callback_metrics.update({k: torch.tensor(float(v), dtype=torch.float64) for k, v in stats.items()})
+        self._keep(trainer, stats)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer._logger_connector.should_update_logs and self.logging_interval != "epoch":
@@ -55,8 +60,7 @@ class LearningRateMonitor(_LightningLearningRateMonitor):
 
     def on_train_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         """The rates of the last step, for metrics.json, whatever the logging interval."""
-        stats = self._extract_stats(trainer, "any")
-        trainer.callback_metrics.update({k: torch.tensor(float(v), dtype=torch.float64) for k, v in stats.items()})
+        self._keep(trainer, self._extract_stats(trainer, "any"))
 
 
 def replace_lightning_monitors(trainer: pl.Trainer) -> None:

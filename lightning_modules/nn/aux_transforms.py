@@ -29,13 +29,11 @@ from splitlab.errors import ConfigError
 
 
 class AuxTransform(nn.Module):
-    """Base: ``forward(x, generator=None)``; ``check_image_size`` raises a ConfigError early."""
+    """Base of the transforms: subclasses define ``forward(x, generator=None) -> x_hat`` (B, C, H, W);
+    ``check_image_size`` raises a ConfigError at build time (no size constraint by default)."""
 
     def check_image_size(self, height: int, width: int) -> None:
         return None
-
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        raise NotImplementedError
 
 
 def _check_patch_size(patch_size: int, key: str = "transform.init_args.patch_size") -> int:
