@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="model init arg, key=yaml value")
     p.add_argument("--local", action="append", default=[],
                    help="LocalBranch init arg, key=yaml value (adds a SPLIT branch to a SPAIR config)")
+    p.add_argument("--save", default="", help="save the trained model's state_dict and init args here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args()
     if a.threads:
@@ -85,6 +86,9 @@ def main() -> None:
         print(f"{step:>6} {time.time() - t0:>5.0f}s {(counts == count_val).float().mean():>9.3f} "
               f"{counts.float().mean():>10.2f} {(counts - count_val).abs().float().mean():>7.2f} "
               f"{(counts == model.N).float().mean():>6.2f} {doubles:>7.2f} {loss.item():>9.1f}", flush=True)
+        if a.save:
+            torch.save({"state_dict": model.state_dict(), "init": {k: v for k, v in init.items() if k != "local_branch"},
+                        "local": local, "step": step}, a.save)
 
 
 if __name__ == "__main__":

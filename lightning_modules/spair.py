@@ -71,6 +71,24 @@ def concrete_log_density(y: Tensor, log_odds: Tensor, tau: float) -> Tensor:
     return math.log(tau) - t + log_odds - 2 * F.softplus(log_odds - t)
 
 
+class _ClipInward(torch.autograd.Function):
+    """``clamp(x, lo, hi)`` whose gradient also reaches an ``x`` outside the bounds, but only when a
+    descent step moves it back towards them (a plain straight-through clip lets a loss that wants
+    the value further out push ``x`` without limit, since the clipped value never answers)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: float, hi: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        keep = ((x >= ctx.lo) & (x <= ctx.hi)) | ((x < ctx.lo) & (grad < 0)) | ((x > ctx.hi) & (grad > 0))
+        return grad * keep, None, None
+
+
 def count_prior_log_odds(on: Tensor, prior_prob: float) -> Tensor:
     """SPAIR's prior log-odds that cell i is on, given which earlier cells are on.
 
@@ -138,6 +156,10 @@ class SPAIR(RepresentationModule):
         cell_kernel: kernel of the backbone's last strided conv (0: equal to its stride, a
             receptive field of 18 px on 12-px cells; authors: 4, receptive field 22 px).
         init: ``torch`` (PyTorch's default init) or ``glorot`` (Keras' default, the authors').
+        pres_clip: how z_pres logits are kept in [-10, 10]: ``hard`` (the authors' ``tf.clip_by_value``,
+            spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes
+            back) or ``straight_through`` (the same forward values; beyond the bound the gradient
+            passes when it points back inside, so an off cell can come back; beyond both papers).
         fix_alpha_steps, fix_alpha_value: for the first ``fix_alpha_steps`` training steps the
             objects' coverage in the composite is held at ``fix_alpha_value`` everywhere, so the
             background model gets a learning signal even while every cell is on (SPACE's "fix
@@ -179,6 +201,7 @@ class SPAIR(RepresentationModule):
         upsample: str = "nearest",
         cell_kernel: int = 0,
         init: str = "torch",
+        pres_clip: str = "hard",
         fix_alpha_steps: int = 0,
         fix_alpha_value: float = 0.1,
         local_branch: LocalBranch | None = None,
@@ -204,6 +227,9 @@ class SPAIR(RepresentationModule):
             raise ConfigError(f"background must be 'conv' or 'dense', got {background!r}; set `model.init_args.background`.")
         if init not in ("torch", "glorot"):
             raise ConfigError(f"init must be 'torch' or 'glorot', got {init!r}; set `model.init_args.init`.")
+        if pres_clip not in ("hard", "straight_through"):
+            raise ConfigError(f"pres_clip must be 'hard' or 'straight_through', got {pres_clip!r}; "
+                              "set `model.init_args.pres_clip`.")
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -221,6 +247,7 @@ class SPAIR(RepresentationModule):
         self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
         self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
         self.colour_noise = colour_noise
+        self.pres_clip = pres_clip
         self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
@@ -315,7 +342,11 @@ class SPAIR(RepresentationModule):
         depth_mu, depth_logvar = self.depth_head(h).chunk(2, -1)
         depth_logvar = depth_logvar.clamp(-10, 4)
         z_depth = reparameterize(depth_mu, depth_logvar) if sample else depth_mu
-        logits = self.pres_head(torch.cat([h, z_depth], -1)).clamp(-10.0, 10.0)  # authors clip at +-10
+        raw = self.pres_head(torch.cat([h, z_depth], -1))
+        if self.pres_clip == "straight_through":  # same values, a gradient back from beyond the bound
+            logits = _ClipInward.apply(raw, -10.0, 10.0)
+        else:
+            logits = raw.clamp(-10.0, 10.0)  # authors clip at +-10 (spair/spair.py:467)
         if sample:
             u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
             y = (logits + torch.log(u) - torch.log1p(-u)) / self.tau  # binary concrete, pre-sigmoid

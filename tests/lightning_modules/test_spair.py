@@ -247,3 +247,37 @@ def test_authors_recipe_options_build_and_train():
     assert torch.isfinite(loss)
     with pytest.raises(ConfigError, match="background"):
         SPAIR(background="mlp")
+
+
+@pytest.mark.parametrize("pres_clip", ["hard", "straight_through"])
+def test_a_cell_pushed_below_the_logit_clip_comes_back_only_with_straight_through(pres_clip):
+    """The authors clip z_pres logits at +-10 (spair/spair.py:467); past the bound ``hard`` gives the
+    pres head no gradient at all (every cell off for good), ``straight_through`` keeps the forward
+    values and lets the loss pull the logits back."""
+    torch.manual_seed(0)
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_clip=pres_clip,
+              z_pres_anneal_steps=1)
+    with torch.no_grad():
+        m.pres_head[-1].bias.fill_(-30.0)  # every cell far below the clip
+    x = torch.rand(4, 3, 48, 48)
+    lat = m.infer(x, sample=False)
+    assert torch.equal(lat["pres_logits"], torch.full_like(lat["pres_logits"], -10.0))  # same forward either way
+    m.compute_loss(x)["loss"].backward()
+    g = m.pres_head[-1].bias.grad.item()
+    if pres_clip == "hard":
+        assert g == 0.0
+    else:
+        assert g < 0  # descent raises the logits towards the count prior's log-odds
+    with pytest.raises(ConfigError, match="pres_clip"):
+        SPAIR(pres_clip="soft")
+
+
+def test_inward_clip_passes_only_gradients_that_point_back_inside():
+    from lightning_modules.spair import _ClipInward
+
+    x = torch.tensor([-30.0, -30.0, 0.0, 30.0, 30.0], requires_grad=True)
+    y = _ClipInward.apply(x, -10.0, 10.0)
+    assert torch.equal(y.detach(), torch.tensor([-10.0, -10.0, 0.0, 10.0, 10.0]))
+    # d loss / d y: descent moves x by -grad, so -1 raises x (inward at -30), +1 lowers it
+    y.backward(torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0]))
+    assert torch.equal(x.grad, torch.tensor([-1.0, 0.0, 1.0, 1.0, 0.0]))
