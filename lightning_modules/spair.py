@@ -22,7 +22,7 @@ background ``p(x_bg | z_bg)``. Loss = negative ELBO::
     kl_depth = KL(q(z_depth) || N(0, 1))
     kl_pres  = log q(z_pres) - log p(z_pres | count prior)        (binary-concrete densities)
     kl_bg    = KL(q(z_bg | x) || N(0, I))
-    loss = recon + beta * (z_what_beta kl_what + kl_where + kl_depth + kl_pres) + z_bg_beta kl_bg
+    loss = recon + beta * (z_what_beta kl_what + kl_where + kl_depth + z_pres_beta kl_pres) + z_bg_beta kl_bg
            [+ aux_recon + z_l_beta kl_l with a LocalBranch]
 
 The count prior is SPAIR's: a geometric distribution over the number of objects with success
@@ -138,6 +138,10 @@ class SPAIR(RepresentationModule):
         beta: weight of the object KLs (authors: 0.5). z_what_beta: extra weight of kl_what (0.1).
         z_bg_beta: weight of kl_bg (authors: 10 for plain backgrounds, 4 for checkerboards).
         z_l_beta: weight of kl_l (authors: 0.1).
+        z_pres_beta: extra weight of kl_pres (authors: 1, with Bernoulli pixels). It sets what one more
+            object costs against what it buys in reconstruction; Gaussian pixels (``recon_sigma``) scale
+            the reconstruction gains several-fold, and then a second box on the same bird pays for
+            itself unless this weight follows (beyond both papers).
         z_pres_prior_prob, z_pres_anneal_steps: count prior (authors: 0.99 over 10,000 steps).
         size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
             annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5).
@@ -187,6 +191,7 @@ class SPAIR(RepresentationModule):
         z_what_beta: float = 0.1,
         z_bg_beta: float = 10.0,
         z_l_beta: float = 0.1,
+        z_pres_beta: float = 1.0,
         z_pres_prior_prob: float = 0.99,
         z_pres_anneal_steps: int = 10_000,
         size_prior_mean: float = 0.0,
@@ -214,7 +219,7 @@ class SPAIR(RepresentationModule):
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler, compile=compile)
         self.save_init_args(["local_branch", "optimizer", "lr_scheduler"])
-        for name in ("beta", "z_what_beta", "z_bg_beta", "z_l_beta", "tau", "size_prior_std", "max_scale"):
+        for name in ("beta", "z_what_beta", "z_bg_beta", "z_l_beta", "z_pres_beta", "tau", "size_prior_std", "max_scale"):
             check_positive(name, locals()[name], f"model.init_args.{name}", allow_zero=name.endswith("beta"))
         if image_size % grid_size or (image_size // grid_size) % 4:
             raise ConfigError(
@@ -237,6 +242,7 @@ class SPAIR(RepresentationModule):
         self.g, self.D, self.z_bg_dim = glimpse_size, z_what_dim, z_bg_dim
         self.max_scale, self.max_shift, self.tau = max_scale, max_shift, tau
         self.beta, self.z_what_beta, self.z_bg_beta, self.z_l_beta = beta, z_what_beta, z_bg_beta, z_l_beta
+        self.z_pres_beta = z_pres_beta
         self.z_pres_prior_prob, self.z_pres_anneal_steps = z_pres_prior_prob, max(1, z_pres_anneal_steps)
         self.size_prior = (size_prior_mean, size_prior_start, size_prior_std)
         self.sequential = sequential
@@ -459,7 +465,7 @@ class SPAIR(RepresentationModule):
         terms["kl_pres"] = (concrete_log_density(y, logits, self.tau) - concrete_log_density(y, prior_log_odds, self.tau)).sum(1)
         terms["kl_bg"] = gaussian_kl_std_normal(bg_mu, bg_logvar)
         loss = (terms["recon"] + self.beta * (self.z_what_beta * terms["kl_what"] + terms["kl_where"] + terms["kl_depth"]
-                                              + terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
+                                              + self.z_pres_beta * terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
         if z_l is not None:
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
         res = {k: v.mean() for k, v in terms.items()}

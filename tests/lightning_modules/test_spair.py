@@ -281,3 +281,18 @@ def test_inward_clip_passes_only_gradients_that_point_back_inside():
     # d loss / d y: descent moves x by -grad, so -1 raises x (inward at -30), +1 lowers it
     y.backward(torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0]))
     assert torch.equal(x.grad, torch.tensor([-1.0, 0.0, 1.0, 1.0, 0.0]))
+
+
+def test_z_pres_beta_weighs_only_the_count_term():
+    """loss(z_pres_beta=k) - loss(1) = beta * (k - 1) * kl_pres on the same draws."""
+    def terms(k):
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, z_pres_beta=k)
+        torch.manual_seed(1)
+        return m.compute_loss(torch.rand(4, 3, 48, 48))
+
+    a, b = terms(1.0), terms(4.0)
+    assert torch.allclose(b["loss"] - a["loss"], 0.5 * 3.0 * a["kl_pres"], rtol=1e-4, atol=1e-3)
+    assert torch.equal(a["recon"], b["recon"])
+    with pytest.raises(ConfigError, match="z_pres_beta"):
+        SPAIR(z_pres_beta=-1.0)
