@@ -89,6 +89,23 @@ class _ClipInward(torch.autograd.Function):
         return grad * keep, None, None
 
 
+def alpha_extent(mask: Tensor, boxes: Tensor) -> Tensor:
+    """Tight boxes of glimpse masks: mask (B, N, g, g) bool (rows, columns of each glimpse), boxes
+    (B, N, 4) pixel xyxy of the glimpses -> (B, N, 4) pixel xyxy of the masked pixels; a box whose
+    mask is empty is kept as it is."""
+    g = mask.shape[-1]
+    out = []
+    for axis, (lo, hi) in ((-2, (0, 2)), (-1, (1, 3))):  # columns: any over rows -> x; rows -> y
+        on = mask.any(axis).float()  # (B, N, g)
+        first = on.argmax(-1).float()
+        last = (g - 1 - on.flip(-1).argmax(-1)).float()
+        span = boxes[..., hi] - boxes[..., lo]
+        out.append((boxes[..., lo] + first / g * span, boxes[..., lo] + (last + 1) / g * span))
+    (x1, x2), (y1, y2) = out
+    tight = torch.stack([x1, y1, x2, y2], -1)
+    return torch.where(mask.flatten(2).any(-1, keepdim=True), tight, boxes)
+
+
 def count_prior_log_odds(on: Tensor, prior_prob: float) -> Tensor:
     """SPAIR's prior log-odds that cell i is on, given which earlier cells are on.
 
@@ -164,6 +181,8 @@ class SPAIR(RepresentationModule):
             spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes
             back) or ``straight_through`` (the same forward values; beyond the bound the gradient
             passes when it points back inside, so an off cell can come back; beyond both papers).
+        detect_boxes: what :meth:`detect` reports as an object's box: ``alpha`` (the extent of its
+            decoded alpha map) or ``box`` (its ``z_where`` box).
         fix_alpha_steps, fix_alpha_value: for the first ``fix_alpha_steps`` training steps the
             objects' coverage in the composite is held at ``fix_alpha_value`` everywhere, so the
             background model gets a learning signal even while every cell is on (SPACE's "fix
@@ -207,6 +226,7 @@ class SPAIR(RepresentationModule):
         cell_kernel: int = 0,
         init: str = "torch",
         pres_clip: str = "hard",
+        detect_boxes: str = "alpha",
         fix_alpha_steps: int = 0,
         fix_alpha_value: float = 0.1,
         local_branch: LocalBranch | None = None,
@@ -235,6 +255,9 @@ class SPAIR(RepresentationModule):
         if pres_clip not in ("hard", "straight_through"):
             raise ConfigError(f"pres_clip must be 'hard' or 'straight_through', got {pres_clip!r}; "
                               "set `model.init_args.pres_clip`.")
+        if detect_boxes not in ("alpha", "box"):
+            raise ConfigError(f"detect_boxes must be 'alpha' or 'box', got {detect_boxes!r}; "
+                              "set `model.init_args.detect_boxes`.")
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -253,7 +276,7 @@ class SPAIR(RepresentationModule):
         self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
         self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
         self.colour_noise = colour_noise
-        self.pres_clip = pres_clip
+        self.pres_clip, self.detect_boxes = pres_clip, detect_boxes
         self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
@@ -523,9 +546,22 @@ class SPAIR(RepresentationModule):
     @torch.no_grad()
     def detect(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, C, H, W) -> boxes (B, N, 4) pixel ``(x1, y1, x2, y2)``, scores (B, N) =
-        sigmoid(z_pres logits), counts (B,) = cells with score > 0.5 (posterior means)."""
+        sigmoid(z_pres logits), counts (B,) = cells with score > 0.5 (posterior means).
+
+        With ``detect_boxes: alpha`` each box is the extent of the object's decoded alpha map
+        (glimpse pixels with alpha > 0.5) inside its ``z_where`` box, the box itself where the map is
+        empty; with ``box``, the ``z_where`` box. The size latent hardly leaves its prior in a short
+        run (the glimpse decoder adapts to the box instead), so the ``z_where`` box says where an
+        object is but not how big it is."""
         z_l = self.local_branch.encode(x) if self.local_branch is not None else None
         lat = self.infer(x, z_l, sample=False)
         scores = torch.sigmoid(lat["pres_logits"][..., 0].float())
         boxes = box_to_xyxy(self.boxes(lat["z_where"]), self.image_size, self.image_size)
+        if self.detect_boxes == "alpha":
+            b, n = lat["z_what"].shape[:2]
+            dec_in = lat["z_what"]
+            if self.concat_z_what and z_l is not None:
+                dec_in = torch.cat([dec_in, z_l.unsqueeze(1).expand(-1, n, -1)], -1)
+            alpha = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float())[:, self.channels]
+            boxes = alpha_extent(alpha.view(b, n, self.g, self.g) > 0.5, boxes)
         return boxes, scores, (scores > 0.5).sum(1)

@@ -296,3 +296,27 @@ def test_z_pres_beta_weighs_only_the_count_term():
     assert torch.equal(a["recon"], b["recon"])
     with pytest.raises(ConfigError, match="z_pres_beta"):
         SPAIR(z_pres_beta=-1.0)
+
+
+def test_alpha_extent_is_the_box_of_the_masked_glimpse_pixels():
+    from lightning_modules.spair import alpha_extent
+
+    mask = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    mask[0, 0, 2:4, 1:7] = True  # rows 2-3, columns 1-6 of an 8x8 glimpse
+    boxes = torch.tensor([[[10.0, 20.0, 26.0, 36.0], [0.0, 0.0, 8.0, 8.0]]])  # 16-px box; an empty mask
+    out = alpha_extent(mask, boxes)
+    assert torch.allclose(out[0, 0], torch.tensor([10 + 2.0, 20 + 4.0, 10 + 14.0, 20 + 8.0]))
+    assert torch.equal(out[0, 1], boxes[0, 1])
+
+
+def test_detect_reports_alpha_boxes_inside_the_z_where_boxes():
+    torch.manual_seed(0)
+    kw = dict(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False)
+    a, b = SPAIR(**kw, detect_boxes="alpha").eval(), SPAIR(**kw, detect_boxes="box").eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 48, 48)
+    (ba, sa, ca), (bb, sb, cb) = a.detect(x), b.detect(x)
+    assert torch.equal(sa, sb) and torch.equal(ca, cb)
+    assert (ba[..., :2] >= bb[..., :2] - 1e-4).all() and (ba[..., 2:] <= bb[..., 2:] + 1e-4).all()
+    with pytest.raises(ConfigError, match="detect_boxes"):
+        SPAIR(detect_boxes="tight")
