@@ -406,6 +406,14 @@ class SPAIR(RepresentationModule):
         return {k: torch.cat([o[k] for o in outs], 1) for k in outs[0]}
 
     # ------------------------------------------------------------------ rendering
+    def appearance(self, z_what: Tensor, z_l: Tensor | None = None) -> Tensor:
+        """Glimpse decoder: z_what (B, N, D) [+ z_l (B, z_l_dim)] -> rgb and alpha (B, N, C+1, g, g) in [0, 1]."""
+        b, n = z_what.shape[:2]
+        dec_in = z_what
+        if self.concat_z_what and z_l is not None:
+            dec_in = torch.cat([z_what, z_l.unsqueeze(1).expand(-1, n, -1)], -1)  # paper 1 Fig. 2: [z_what, z_l]
+        return torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float()).view(b, n, -1, self.g, self.g)
+
     def render(self, z_what: Tensor, z_where: Tensor, z_depth: Tensor, z_pres: Tensor, background: Tensor,
                z_l: Tensor | None = None, fixed_alpha: float | None = None) -> dict[str, Tensor]:
         """Compose objects over the background.
@@ -419,10 +427,7 @@ class SPAIR(RepresentationModule):
             ``alpha`` (B, 1, H, W) coverage of the objects, ``appearance`` (B, N, C+1, g, g).
         """
         b, n = z_what.shape[:2]
-        dec_in = z_what
-        if self.concat_z_what and z_l is not None:
-            dec_in = torch.cat([z_what, z_l.unsqueeze(1).expand(-1, n, -1)], -1)  # paper 1 Fig. 2: [z_what, z_l]
-        app = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float())  # (B*N, C+1, g, g)
+        app = self.appearance(z_what, z_l).flatten(0, 1)  # (B*N, C+1, g, g)
         rgb, alpha = app[:, : self.channels], app[:, self.channels :]
         if self.training and self.colour_noise > 0:  # authors' Renderer: GaussianNoise(0.01) on object colours
             rgb = (rgb + self.colour_noise * torch.randn_like(rgb)).clamp(0, 1)
@@ -558,10 +563,5 @@ class SPAIR(RepresentationModule):
         scores = torch.sigmoid(lat["pres_logits"][..., 0].float())
         boxes = box_to_xyxy(self.boxes(lat["z_where"]), self.image_size, self.image_size)
         if self.detect_boxes == "alpha":
-            b, n = lat["z_what"].shape[:2]
-            dec_in = lat["z_what"]
-            if self.concat_z_what and z_l is not None:
-                dec_in = torch.cat([dec_in, z_l.unsqueeze(1).expand(-1, n, -1)], -1)
-            alpha = torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float())[:, self.channels]
-            boxes = alpha_extent(alpha.view(b, n, self.g, self.g) > 0.5, boxes)
+            boxes = alpha_extent(self.appearance(lat["z_what"], z_l)[:, :, self.channels] > 0.5, boxes)
         return boxes, scores, (scores > 0.5).sum(1)
