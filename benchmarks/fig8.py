@@ -8,7 +8,7 @@
 Each run is ``lightning fit`` of one config (model x variant x seed) through the project's CLI,
 with training scenes drawn on the device every step (``on_the_fly``), a validation every
 ``--eval-every`` steps and a wall budget per run (``--minutes``, Lightning's ``max_time``). Every
-validation appends one row to ``<out>/<run>/history.jsonl``: step, training wall time, counting
+validation appends one row to ``<out>/<run>/fig8_history.jsonl``: step, training wall time, counting
 accuracy on held-out sprites with the training background colours (``count_acc``) and with
 unseen colours (``count_acc_unseen_bg``), box mAP@0.5, mean predicted count and the share of
 scenes with a double detection. The benchmark is resumable: a finished run (``done.json``) is
@@ -37,6 +37,7 @@ CONFIGS = {  # (model, variant) -> (quick-start config, paper config)
     ("spair", "hard"): ("configs/quickstart_spair.yaml", "configs/spair_hard.yaml"),
     ("split_spair", "hard"): ("configs/quickstart_split_spair.yaml", "configs/split_spair_hard.yaml"),
 }
+HISTORY = "fig8_history.jsonl"  # one row per validation (MetricsJSON owns history.jsonl)
 METRICS = ("count_acc", "count_acc_unseen_bg", "box_map50", "box_map50_unseen_bg", "count_mean", "count_mean_unseen_bg",
            "double_detection", "double_detection_unseen_bg")
 PAPER = {  # paper 1 Fig. 8, read off the bar chart (CUB birds, 100k+ steps): approximate
@@ -46,7 +47,8 @@ PAPER = {  # paper 1 Fig. 8, read off the bar chart (CUB birds, 100k+ steps): ap
 
 class History(pl.Callback):
     """After each validation (after CountingCallback, which runs first), append the counting
-    metrics with the step and the training wall time to ``history.jsonl``."""
+    metrics with the step and the training wall time to ``fig8_history.jsonl`` (not ``history.jsonl``:
+    the CLI's MetricsJSON callback appends its own rows to that file in the same folder)."""
 
     def __init__(self, path: str, counting: CountingCallback) -> None:
         self.path, self.counting = path, counting
@@ -101,7 +103,7 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
     cli = SplitlabCLI(args=args, run=False)
     counting = CountingCallback(max_count=5, every_n_epochs=1, box_map=True)
     ckpt = ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
-    cli.trainer.callbacks += [counting, History(os.path.join(folder, "history.jsonl"), counting), ckpt]
+    cli.trainer.callbacks += [counting, History(os.path.join(folder, HISTORY), counting), ckpt]
     last = os.path.join(folder, "checkpoints", "last.ckpt")
     print(f"{name}: {config}, seed {seed}" + (" (resuming)" if os.path.exists(last) else ""), flush=True)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if os.path.exists(last) else None)
@@ -113,7 +115,7 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
 def load(out: str) -> dict[str, list[dict]]:
     runs = {}
     for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
-        path = os.path.join(out, name, "history.jsonl")
+        path = os.path.join(out, name, HISTORY)
         if os.path.exists(path):
             rows = [json.loads(line) for line in open(path) if line.strip()]
             if rows:
