@@ -257,8 +257,15 @@ class RepresentationModule(Reloadable, pl.LightningModule):
                 m.compile()
             self._compiled = True
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups; a group may carry ``lr_scale`` (its lr = the
+        optimiser's lr times that). Default: one group of every parameter."""
+        return [{"params": list(self.parameters())}]
+
     def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(self.parameters())
+        opt = self.optimizer_factory(self.param_groups())
+        for group in opt.param_groups:  # after construction, so the config's lr is the base
+            group["lr"] = group["lr"] * group.pop("lr_scale", 1.0)
         if self.lr_scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(opt), "interval": "step"}}

@@ -187,6 +187,15 @@ class SPAIR(RepresentationModule):
             objects' coverage in the composite is held at ``fix_alpha_value`` everywhere, so the
             background model gets a learning signal even while every cell is on (SPACE's "fix
             alpha" trick, zhixuan-lin/SPACE src/model/space/space.py:37-38; beyond both papers).
+        pres_lr_scale: the z_pres head's learning rate as a multiple of the optimiser's (beyond both
+            papers: a slower presence decision gives the glimpse decoder time to learn birds before
+            cells are switched off; 1: one learning rate, as the authors).
+        object_warmup_steps: for this many training steps add a second reconstruction term in
+            which every cell is drawn (presence 1, a constant), weighted from 1 down to 0: the
+            glimpse encoder and decoder learn to draw what lies in their boxes whatever the z_pres
+            head says, while the pres head learns only from the real composite. Without it the
+            decoder learns only through present cells, and a run whose cells switch off before it
+            draws birds never recovers (beyond both papers; 0: off, as the authors).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -229,6 +238,8 @@ class SPAIR(RepresentationModule):
         detect_boxes: str = "alpha",
         fix_alpha_steps: int = 0,
         fix_alpha_value: float = 0.1,
+        pres_lr_scale: float = 1.0,
+        object_warmup_steps: int = 0,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -277,6 +288,12 @@ class SPAIR(RepresentationModule):
         self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
         self.colour_noise = colour_noise
         self.pres_clip, self.detect_boxes = pres_clip, detect_boxes
+        check_positive("pres_lr_scale", pres_lr_scale, "model.init_args.pres_lr_scale")
+        self.pres_lr_scale = pres_lr_scale
+        if object_warmup_steps < 0:
+            raise ConfigError(f"object_warmup_steps must be >= 0, got {object_warmup_steps}; set "
+                              "`model.init_args.object_warmup_steps` to 0 (off) or a number of steps.")
+        self.object_warmup_steps = object_warmup_steps
         self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
@@ -496,10 +513,22 @@ class SPAIR(RepresentationModule):
                                               + self.z_pres_beta * terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
         if z_l is not None:
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
+        warmup = 1.0 - self.step_count() / self.object_warmup_steps if self.object_warmup_steps else 0.0
+        if self.training and warmup > 0:  # every cell drawn: appearance learns without the pres head
+            drawn = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], torch.ones_like(lat["z_pres"]), bg, z_l)
+            loss = loss + warmup * self.recon_nll(drawn["recon"], x)
         res = {k: v.mean() for k, v in terms.items()}
         res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image
         res["loss"] = loss.mean()
         return res
+
+    def param_groups(self) -> list[dict]:
+        """The z_pres head in its own group at ``pres_lr_scale`` times the lr; the rest at the lr."""
+        if self.pres_lr_scale == 1.0:
+            return super().param_groups()
+        pres = {id(p) for p in self.pres_head.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) not in pres]},
+                {"params": list(self.pres_head.parameters()), "lr_scale": self.pres_lr_scale}]
 
     # ------------------------------------------------------------------ surface
     def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]:

@@ -320,3 +320,55 @@ def test_detect_reports_alpha_boxes_inside_the_z_where_boxes():
     assert (ba[..., :2] >= bb[..., :2] - 1e-4).all() and (ba[..., 2:] <= bb[..., 2:] + 1e-4).all()
     with pytest.raises(ConfigError, match="detect_boxes"):
         SPAIR(detect_boxes="tight")
+
+
+def test_pres_lr_scale_puts_the_z_pres_head_in_a_slower_group():
+    """configure_optimizers: the pres head at lr x pres_lr_scale, every other parameter once at lr;
+    one Adam step moves the pres head's weights by about that fraction of the rest's."""
+    kw = dict(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+              optimizer=lambda params: torch.optim.Adam(params, lr=1e-2))
+    m = SPAIR(pres_lr_scale=0.1, **kw)
+    opt = m.configure_optimizers()
+    lrs = sorted(g["lr"] for g in opt.param_groups)
+    assert lrs == pytest.approx([1e-3, 1e-2])
+    grouped = [p for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len(list(m.parameters())) == len({id(p) for p in grouped})
+    before = [p.detach().clone() for p in m.pres_head.parameters()]
+    m.compute_loss(torch.rand(4, 3, 48, 48))["loss"].backward()
+    opt.step()
+    step = max((p.detach() - b).abs().max().item() for p, b in zip(m.pres_head.parameters(), before))
+    assert step == pytest.approx(1e-3, rel=0.05)  # Adam's first step is lr * sign(grad)
+    assert len(SPAIR(**kw).configure_optimizers().param_groups) == 1  # default: one group, as before
+    with pytest.raises(ConfigError, match="pres_lr_scale"):
+        SPAIR(pres_lr_scale=0.0)
+
+
+def test_object_warmup_teaches_the_glimpse_decoder_through_switched_off_cells_only():
+    """With every cell off (pres logits at the clip), the warm-up term gives the glimpse decoder a
+    gradient it otherwise lacks, leaves the pres head's gradient unchanged, fades linearly, and is
+    gone after ``object_warmup_steps`` (then the loss is the plain one, draw for draw)."""
+    def run(warmup, step):
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+                  object_warmup_steps=warmup)
+        with torch.no_grad():
+            m.pres_head[-1].bias.fill_(-100.0)  # every cell off (z_pres ~ sigmoid(-12.5))
+        m.step_count = lambda: step
+        torch.manual_seed(1)
+        x = torch.rand(4, 3, 48, 48)
+        loss = m.compute_loss(x)["loss"]
+        loss.backward()
+        dec = sum(p.grad.abs().sum() for p in m.what_decoder.parameters())
+        return loss.detach(), dec, [p.grad.clone() for p in m.pres_head.parameters()]
+
+    plain, dec0, pres0 = run(0, 0)
+    warm, dec1, pres1 = run(10, 0)
+    half, _, _ = run(10, 5)
+    after, _, _ = run(10, 10)
+    assert dec1 > 1e3 * dec0  # the decoder learns although no cell is on
+    assert all(torch.allclose(a, b) for a, b in zip(pres0, pres1))  # z_pres learns from the composite only
+    assert torch.equal(after, run(0, 10)[0])
+    drawn = warm - plain  # the every-cell-drawn NLL at weight 1; the draws do not depend on the step
+    assert drawn > 0 and torch.allclose(half - run(0, 5)[0], 0.5 * drawn, rtol=1e-3)  # weight 1 at step 0, 0.5 at step 5 (the extra term is a positive NLL here)
+    with pytest.raises(ConfigError, match="object_warmup_steps"):
+        SPAIR(object_warmup_steps=-1)
