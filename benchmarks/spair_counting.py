@@ -62,9 +62,7 @@ def main() -> None:
     val = SceneGenerator(a.variant, heldout, colours_for(a.variant, "val"))(a.val_size, torch.Generator().manual_seed(1))
     x_val, count_val = val["image"].float() / 255, val["count"]
     model = SPAIR(**init)
-    opt = torch.optim.Adam(model.param_groups(), lr=lr)
-    for group in opt.param_groups:  # as RepresentationModule.configure_optimizers
-        group["lr"] = group["lr"] * group.pop("lr_scale", 1.0)
+    opt = model.build_optimizer(lambda params: torch.optim.Adam(params, lr=lr))
     g = torch.Generator().manual_seed(a.seed)
     majority = torch.bincount(count_val).max().item() / len(count_val)
     print(f"majority-count baseline {majority:.3f}, mean true count {count_val.float().mean():.2f}")

@@ -262,10 +262,16 @@ class RepresentationModule(Reloadable, pl.LightningModule):
         optimiser's lr times that). Default: one group of every parameter."""
         return [{"params": list(self.parameters())}]
 
-    def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(self.param_groups())
-        for group in opt.param_groups:  # after construction, so the config's lr is the base
+    def build_optimizer(self, factory: OptimizerCallable) -> torch.optim.Optimizer:
+        """``factory(param_groups())``, then each group's lr times its ``lr_scale`` (set after
+        construction, so the factory's lr is the base). A bare loop calls this too."""
+        opt = factory(self.param_groups())
+        for group in opt.param_groups:
             group["lr"] = group["lr"] * group.pop("lr_scale", 1.0)
+        return opt
+
+    def configure_optimizers(self) -> Any:
+        opt = self.build_optimizer(self.optimizer_factory)
         if self.lr_scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(opt), "interval": "step"}}

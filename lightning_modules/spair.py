@@ -432,19 +432,22 @@ class SPAIR(RepresentationModule):
         return torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float()).view(b, n, -1, self.g, self.g)
 
     def render(self, z_what: Tensor, z_where: Tensor, z_depth: Tensor, z_pres: Tensor, background: Tensor,
-               z_l: Tensor | None = None, fixed_alpha: float | None = None) -> dict[str, Tensor]:
+               z_l: Tensor | None = None, fixed_alpha: float | None = None,
+               appearance: Tensor | None = None) -> dict[str, Tensor]:
         """Compose objects over the background.
 
         Args:
             z_what (B, N, D), z_where (B, N, 4), z_depth (B, N, 1), z_pres (B, N, 1);
             background (B, C, H, W) in [0, 1]; z_l (B, z_l_dim) for SPLIT-SPAIR;
             fixed_alpha: compose with this constant coverage instead of the objects' own.
+            appearance: the glimpse decoder's output for these z_what / z_l when already computed
+                (a second composite of the same objects reuses it).
         Returns:
             ``recon`` (B, C, H, W), ``objects`` (B, C, H, W) objects over black,
             ``alpha`` (B, 1, H, W) coverage of the objects, ``appearance`` (B, N, C+1, g, g).
         """
         b, n = z_what.shape[:2]
-        app = self.appearance(z_what, z_l).flatten(0, 1)  # (B*N, C+1, g, g)
+        app = (self.appearance(z_what, z_l) if appearance is None else appearance).flatten(0, 1)  # (B*N, C+1, g, g)
         rgb, alpha = app[:, : self.channels], app[:, self.channels :]
         if self.training and self.colour_noise > 0:  # authors' Renderer: GaussianNoise(0.01) on object colours
             rgb = (rgb + self.colour_noise * torch.randn_like(rgb)).clamp(0, 1)
@@ -515,7 +518,8 @@ class SPAIR(RepresentationModule):
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
         warmup = 1.0 - self.step_count() / self.object_warmup_steps if self.object_warmup_steps else 0.0
         if self.training and warmup > 0:  # every cell drawn: appearance learns without the pres head
-            drawn = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], torch.ones_like(lat["z_pres"]), bg, z_l)
+            drawn = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], torch.ones_like(lat["z_pres"]), bg, z_l,
+                                appearance=out["appearance"])
             loss = loss + warmup * self.recon_nll(drawn["recon"], x)
         res = {k: v.mean() for k, v in terms.items()}
         res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image
