@@ -8,8 +8,9 @@
 Trains the config's model on scenes drawn fresh every step (synthetic birds, the training
 colours) with Adam at the config's learning rate and gradient clipping 1.0, and every
 ``--every`` steps prints, on held-out sprites with the validation colours: counting accuracy,
-mean predicted count, mean absolute count error, the share of scenes with every cell on and the share with a
-double detection (two present boxes with IoU > 0.5),
+mean predicted count, mean absolute count error, the share of scenes with every cell on, the share with a
+double detection (two present boxes with IoU > 0.5) and the RMSE of the background model's
+image alone against the scene (birds included: how much of the scene the background draws),
 next to the majority-count baseline. This is the table in the README's SPAIR results.
 """
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(a.seed)
     majority = torch.bincount(count_val).max().item() / len(count_val)
     print(f"majority-count baseline {majority:.3f}, mean true count {count_val.float().mean():.2f}")
-    print(f"{'step':>6} {'time':>6} {'count_acc':>9} {'mean count':>10} {'abs err':>7} {'all on':>6} {'doubles':>7} {'loss':>9}")
+    print(f"{'step':>6} {'time':>6} {'count_acc':>9} {'mean count':>10} {'abs err':>7} {'all on':>6} {'doubles':>7} {'bg rmse':>7} {'loss':>9}")
     t0 = time.time()
     for step in range(1, a.steps + 1):  # a bare loop: the schedule is the object here, not the trainer
         model.step_count = lambda s=step: s - 1  # the trainer's global_step
@@ -80,12 +81,14 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             det = [model.detect(x_val[i : i + 100]) for i in range(0, len(x_val), 100)]
+            z_l = model.local_branch.encode(x_val) if model.local_branch is not None else None
+            bg_rmse = (model._background(x_val, z_l, sample=False)[0] - x_val).pow(2).mean().sqrt()
         counts = torch.cat([d[2] for d in det])
         doubles = torch.cat([has_double_detection(d[0], d[1] > 0.5) for d in det]).float().mean()
         model.train()
         print(f"{step:>6} {time.time() - t0:>5.0f}s {(counts == count_val).float().mean():>9.3f} "
               f"{counts.float().mean():>10.2f} {(counts - count_val).abs().float().mean():>7.2f} "
-              f"{(counts == model.N).float().mean():>6.2f} {doubles:>7.2f} {loss.item():>9.1f}", flush=True)
+              f"{(counts == model.N).float().mean():>6.2f} {doubles:>7.2f} {bg_rmse:>7.3f} {loss.item():>9.1f}", flush=True)
         if a.save:
             torch.save({"state_dict": model.state_dict(), "init": {k: v for k, v in init.items() if k != "local_branch"},
                         "local": local, "step": step}, a.save)

@@ -196,6 +196,11 @@ class SPAIR(RepresentationModule):
             head says, while the pres head learns only from the real composite. Without it the
             decoder learns only through present cells, and a run whose cells switch off before it
             draws birds never recovers (beyond both papers; 0: off, as the authors).
+        background_warmup_steps: for this many training steps add a reconstruction of the whole image
+            by the background alone, weighted from 1 down to 0: the background model learns the
+            scene's stationary pattern (Hard's checkerboard) even while every cell is on and covers
+            it. Without it the background gets no gradient where objects cover the image, so objects
+            that paint the checkerboard stay on (beyond both papers; 0: off, as the authors).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -240,6 +245,7 @@ class SPAIR(RepresentationModule):
         fix_alpha_value: float = 0.1,
         pres_lr_scale: float = 1.0,
         object_warmup_steps: int = 0,
+        background_warmup_steps: int = 0,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -290,10 +296,11 @@ class SPAIR(RepresentationModule):
         self.pres_clip, self.detect_boxes = pres_clip, detect_boxes
         check_positive("pres_lr_scale", pres_lr_scale, "model.init_args.pres_lr_scale")
         self.pres_lr_scale = pres_lr_scale
-        if object_warmup_steps < 0:
-            raise ConfigError(f"object_warmup_steps must be >= 0, got {object_warmup_steps}; set "
-                              "`model.init_args.object_warmup_steps` to 0 (off) or a number of steps.")
-        self.object_warmup_steps = object_warmup_steps
+        for name, value in (("object_warmup_steps", object_warmup_steps), ("background_warmup_steps", background_warmup_steps)):
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}; set `model.init_args.{name}` to 0 (off) or a "
+                                  "number of steps.")
+        self.object_warmup_steps, self.background_warmup_steps = object_warmup_steps, background_warmup_steps
         self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
@@ -484,6 +491,10 @@ class SPAIR(RepresentationModule):
         """Fraction of the prior annealing done at the current step (host int, no sync)."""
         return min(1.0, (self.step_count() + 1) / self.z_pres_anneal_steps)
 
+    def warmup_weight(self, steps: int) -> float:
+        """Weight of a warm-up term that fades linearly from 1 at step 0 to 0 at ``steps`` (0 in eval)."""
+        return max(0.0, 1.0 - self.step_count() / steps) if (steps and self.training) else 0.0
+
     def recon_nll(self, mean: Tensor, x: Tensor) -> Tensor:
         """-log p(x | z) per image in nats (float32): Bernoulli (BCE) or fixed-sigma Gaussian, the
         family's likelihood (the SPLIT branch scores x_hat with the same one)."""
@@ -516,11 +527,14 @@ class SPAIR(RepresentationModule):
                                               + self.z_pres_beta * terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
         if z_l is not None:
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
-        warmup = 1.0 - self.step_count() / self.object_warmup_steps if self.object_warmup_steps else 0.0
-        if self.training and warmup > 0:  # every cell drawn: appearance learns without the pres head
+        warmup = self.warmup_weight(self.object_warmup_steps)
+        if warmup > 0:  # every cell drawn: appearance learns without the pres head
             drawn = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], torch.ones_like(lat["z_pres"]), bg, z_l,
                                 appearance=out["appearance"])
             loss = loss + warmup * self.recon_nll(drawn["recon"], x)
+        warmup = self.warmup_weight(self.background_warmup_steps)
+        if warmup > 0:  # the background alone explains the image: it learns under full object coverage
+            loss = loss + warmup * self.recon_nll(bg, x)
         res = {k: v.mean() for k, v in terms.items()}
         res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image
         res["loss"] = loss.mean()

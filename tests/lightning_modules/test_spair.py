@@ -372,3 +372,38 @@ def test_object_warmup_teaches_the_glimpse_decoder_through_switched_off_cells_on
     assert drawn > 0 and torch.allclose(half - run(0, 5)[0], 0.5 * drawn, rtol=1e-3)  # weight 1 at step 0, 0.5 at step 5 (the extra term is a positive NLL here)
     with pytest.raises(ConfigError, match="object_warmup_steps"):
         SPAIR(object_warmup_steps=-1)
+
+
+def test_background_warmup_teaches_the_background_under_full_object_coverage():
+    """With every cell on and opaque over the whole image, the background gets no gradient from the
+    composite; the warm-up term (the background alone explains the image) gives it one, leaves the
+    object networks' gradients unchanged, fades linearly and is gone after ``background_warmup_steps``."""
+    def run(warmup, step):
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+                  background_warmup_steps=warmup)
+        with torch.no_grad():
+            m.pres_head[-1].bias.fill_(100.0)  # every cell on
+            head = m.where_head[-1]
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([10.0, 10.0, 0.0, 0.0, -10.0, -10.0, -10.0, -10.0]))  # 24-px boxes on every cell
+            m.what_decoder.net[-1].bias[3].fill_(100.0)  # opaque glimpses: coverage 1 everywhere
+        m.step_count = lambda: step
+        torch.manual_seed(1)
+        x = torch.rand(4, 3, 48, 48)
+        loss = m.compute_loss(x)["loss"]
+        loss.backward()
+        bg = sum(p.grad.abs().sum() for p in m.bg_decoder.parameters())
+        return loss.detach(), bg, [p.grad.clone() for p in m.what_decoder.parameters()]
+
+    plain, bg0, obj0 = run(0, 0)
+    warm, bg1, obj1 = run(10, 0)
+    half, _, _ = run(10, 5)
+    after, _, _ = run(10, 10)
+    assert bg1 > 1e3 * max(bg0, 1e-12)  # the background learns although the objects cover everything
+    assert all(torch.allclose(a, b) for a, b in zip(obj0, obj1))  # the objects learn from the composite only
+    assert torch.equal(after, run(0, 10)[0])
+    alone = warm - plain  # the background-alone NLL at weight 1
+    assert alone > 0 and torch.allclose(half - run(0, 5)[0], 0.5 * alone, rtol=1e-3)
+    with pytest.raises(ConfigError, match="background_warmup_steps"):
+        SPAIR(background_warmup_steps=-1)
