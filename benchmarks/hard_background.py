@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from datamodules.multi_bird.scenes import backgrounds, colours_for
+from lightning_modules.nn.distributions import gaussian_kl_std_normal
 from lightning_modules.spair import SPAIR
 
 
@@ -59,7 +60,7 @@ def main() -> None:
         for step in range(1, a.steps + 1):
             x = backgrounds("hard", train_colours, a.batch_size, g) / 255
             bg, _, mu, logvar = m._background(x, None, sample=True)
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+            kl = gaussian_kl_std_normal(mu, logvar)
             loss = (m.recon_nll(bg, x) + beta * kl).mean()
             opt.zero_grad()
             loss.backward()
@@ -68,7 +69,7 @@ def main() -> None:
             if step % a.every == 0:
                 with torch.no_grad():
                     rec, _, mu, logvar = m._background(val, None, sample=False)
-                    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
+                    kl = gaussian_kl_std_normal(mu, logvar).mean()
                 rmse = (rec - val).pow(2).mean().sqrt().item()
                 print(f"{kind:>10} {z_bg:>4} {step:>6} {time.time() - t0:>5.0f}s {rmse:>6.3f} {kl.item():>6.1f}", flush=True)
 
