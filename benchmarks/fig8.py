@@ -138,18 +138,24 @@ def report(out: str) -> str:
     groups: dict[str, list[dict]] = {}
     for name, rows in runs.items():
         groups.setdefault(name.rsplit("_seed", 1)[0], []).append(rows[-1])
+    histories: dict[str, list[list[dict]]] = {}
+    for name, rows in runs.items():
+        histories.setdefault(name.rsplit("_seed", 1)[0], []).append(rows)
     lines = ["| model | variant | steps | train min | count_acc (seen colours) | count_acc (unseen colours) | "
-             "box mAP@0.5 | mean count | double detections | paper (CUB) |", "|" + "---|" * 10]
+             "box mAP@0.5 | mean count | double detections | first step >= 0.5 | paper (CUB) |", "|" + "---|" * 11]
     for (model, variant) in CONFIGS:
         last = groups.get(f"{model}_{variant}")
         if not last:
             continue
         steps = "/".join(str(r["step"]) for r in last)
         mins = "/".join(f"{r['wall_s'] / 60:.1f}" for r in last)
+        first = "/".join(str(next((r["step"] for r in rows if r["count_acc"] >= 0.5), "—"))
+                         for rows in histories[f"{model}_{variant}"])
         lines.append(f"| {model} | {variant} | {steps} | {mins} | {_fmt([r['count_acc'] for r in last])} | "
                      f"{_fmt([r['count_acc_unseen_bg'] for r in last])} | {_fmt([r['box_map50'] for r in last])} | "
                      f"{_fmt([r['count_mean'] for r in last])} | {_fmt([r['double_detection'] for r in last])} | "
-                     f"{PAPER[(model, variant)]} |")
+                     f"{first} | {PAPER[(model, variant)]} |")
+    lines += ["", *curve_table(histories)]
     text = "\n".join(lines)
     with open(os.path.join(out, "fig8.md"), "w") as f:
         f.write(text + "\n")
@@ -157,6 +163,25 @@ def report(out: str) -> str:
         json.dump(runs, f, indent=1)
     _figure(runs, os.path.join(out, "fig8.png"))
     return text
+
+
+def curve_table(histories: dict[str, list[list[dict]]], every: int = 1000) -> list[str]:
+    """Counting accuracy (training colours) at every ``every``-th step that all seeds of a run reached:
+    mean ± std over seeds, the learning curve of Fig. 8 as numbers."""
+    steps = sorted({r["step"] for runs in histories.values() for rows in runs for r in rows if r["step"] % every == 0})
+    if not steps:
+        return []
+    out = ["| model | variant | " + " | ".join(f"step {s}" for s in steps) + " |", "|" + "---|" * (len(steps) + 2)]
+    for (model, variant) in CONFIGS:
+        runs = histories.get(f"{model}_{variant}")
+        if not runs:
+            continue
+        cells = []
+        for s in steps:
+            at = [next((r["count_acc"] for r in rows if r["step"] == s), None) for rows in runs]
+            cells.append(_fmt(at).replace(f" (n={len(runs)})", "") if None not in at else "—")
+        out.append(f"| {model} | {variant} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _figure(runs: dict[str, list[dict]], path: str) -> None:

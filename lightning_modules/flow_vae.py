@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule
 from lightning_modules.nn.distributions import Bernoulli
-from lightning_modules.nn.flows import FlowStep, _up, squeeze, unsqueeze
+from lightning_modules.nn.flows import CondActNorm, FlowStep, _up, squeeze, unsqueeze
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
@@ -144,12 +144,15 @@ class FlowDecoder(nn.Module):
         factor: 1 / share of channels factored out after each sub-block (authors: 4).
         cond_dim: size of z (0: unconditional Glow). alpha: scale bound (appendix B.2).
         activation: of the coupling networks, ``elu`` (paper 2 eq. 8) or ``relu``.
+        cond_actnorm: begin with a :class:`CondActNorm` on the image, a per-channel affine map
+            from z (beyond paper 2, whose z reaches the couplings only; needs ``cond_dim > 0``).
     """
 
     def __init__(self, channels: int = 3, image_size: int = 32, steps: Sequence = (2, (6, 6), (6, 6), 4),
                  hidden: Sequence[int] = (24, 512, 512, 512), factor: int = 4, cond_dim: int = 64,
-                 alpha: float = 1.0, activation: str = "elu") -> None:
+                 alpha: float = 1.0, activation: str = "elu", cond_actnorm: bool = False) -> None:
         super().__init__()
+        self.cnorm = CondActNorm(channels, cond_dim) if (cond_actnorm and cond_dim) else None
         if len(hidden) != len(steps):
             raise ConfigError(f"flow decoder: {len(steps)} levels of steps but {len(hidden)} hidden widths.")
         if image_size % 2 ** (len(steps) - 1):
@@ -178,6 +181,8 @@ class FlowDecoder(nn.Module):
     def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: (B, C, H, W) (centred dequantised pixels) -> v (B, D), log|det df/dx| (B,) float32."""
         logdet = _up(x.new_zeros(x.shape[0]))
+        if self.cnorm is not None:
+            x, logdet = self.cnorm(x, z)
         parts: list[Tensor] = []
         for kind, arg in self.plan:
             if kind == "squeeze":
@@ -208,7 +213,7 @@ class FlowDecoder(nn.Module):
             else:
                 c, h, w = shapes.pop()
                 x = torch.cat([x, chunks.pop().reshape(-1, c, h, w).to(x.dtype)], 1)
-        return x
+        return self.cnorm.inverse(x, z) if self.cnorm is not None else x
 
 
 # --------------------------------------------------------------------------- the model
@@ -223,6 +228,8 @@ class FlowVAE(RepresentationModule):
         flow_steps, flow_hidden, flow_factor, alpha, activation: the decoder (see :class:`FlowDecoder`).
         prior_steps, prior_hidden: the flow prior (authors: 2 steps, 256 units).
         iw_k: samples of the importance-weighted bound ``bpd_iw`` (0: not computed).
+        cond_actnorm: a z-conditioned per-channel affine map at the decoder's input (beyond paper
+            2; see :class:`FlowDecoder`). Off in the paper configs.
     """
 
     def __init__(
@@ -240,6 +247,7 @@ class FlowVAE(RepresentationModule):
         prior_steps: int = 2,
         prior_hidden: int = 256,
         iw_k: int = 0,
+        cond_actnorm: bool = False,
         local_branch: LocalBranch | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -258,7 +266,7 @@ class FlowVAE(RepresentationModule):
         self.encoder = CompressionEncoder(channels, image_size, z_dim, encoder_widths, encoder_out_channels) if z_dim else None
         self.prior = FlowPrior(z_dim, prior_steps, prior_hidden, alpha) if z_dim else None
         self.decoder = FlowDecoder(channels, image_size, flow_steps, flow_hidden, flow_factor, z_dim + z_l_dim, alpha,
-                                   activation)
+                                   activation, cond_actnorm)
         self.D = channels * image_size * image_size
 
     @property

@@ -29,12 +29,16 @@ def test_report_takes_the_last_validation_and_aggregates_seeds(tmp_path):
         _write(tmp_path / f"split_spair_hard_seed{seed}", [_row(500, 0.0, 0.0), _row(1000, acc, acc / 2)])
     (tmp_path / "empty_run").mkdir()  # a folder without history is skipped
     text = report(str(tmp_path))
-    lines = {line.split("|")[1].strip() + "_" + line.split("|")[2].strip(): line for line in text.splitlines()[2:]}
+    lines = {line.split("|")[1].strip() + "_" + line.split("|")[2].strip(): line for line in text.split("\n\n")[0].splitlines()[2:]}
     assert set(lines) == {"spair_easy", "split_spair_hard"}
     assert "| 0.800 | 0.600 |" in lines["spair_easy"]
     mean, std = statistics.mean(hard), statistics.stdev(hard)
     assert f"{mean:.3f} ± {std:.3f} (n=3)" in lines["split_spair_hard"]
     assert "1000/1000/1000" in lines["split_spair_hard"]
+    assert "| —/—/1000 |" in lines["split_spair_hard"]  # the first step with count_acc >= 0.5, per seed
+    assert "| 1000 |" in lines["spair_easy"]
+    curve = [line for line in text.split("\n\n")[1].splitlines() if line.startswith("| split_spair | hard | ")]
+    assert curve == [f"| split_spair | hard | {mean:.3f} ± {std:.3f} |"]  # the curve at step 1000 (500 is not a multiple)
     saved = json.load(open(tmp_path / "fig8.json"))
     assert len(saved["spair_easy_seed0"]) == 2
     png = tmp_path / "fig8.png"

@@ -10,6 +10,7 @@ log-determinants and the affine maps of the couplings are computed in float32 (t
   the first batch so that y has zero mean and unit variance per channel; under DDP the
   statistics are averaged over all processes, and the ``initialized`` flag is a persistent
   buffer, so a resumed run does not re-initialise.
+- :class:`CondActNorm`: actnorm with shift and log-scale from FC(z) (beyond paper 2; opt-in).
 - :class:`InvConv1x1`: ``y = W x`` per pixel (eq. 2) with ``W = P L (U + diag(sign * exp(log_s)))``
   (LU form, Glow sec. 3.2): ``log |det| = h w sum(log_s)``, no determinant per step.
 - :class:`CondCoupling`: the conditional affine coupling of eq. 7-8 with the four channel
@@ -84,6 +85,38 @@ class ActNorm(nn.Module):
 
     def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
         return _up(y) * torch.exp(-self.logs) - self.bias
+
+
+class CondActNorm(nn.Module):
+    """Per-channel affine flow whose shift and log-scale come from z (beyond paper 2).
+
+    ``y = (x + b(z)) * exp(logs(z))`` with ``[b, logs] = FC(z)`` (zero-initialised: starts as the
+    identity) and ``logs`` softly bounded to (-bound, bound). It lets the decoder move a
+    property that is constant over the whole image (its colours, its brightness) out of v in one
+    layer, the job paper 2 leaves to the couplings' per-channel ``FC(z)`` terms (eq. 8).
+    ``logdet = h w sum(logs)`` per image.
+    """
+
+    def __init__(self, channels: int, cond_dim: int, bound: float = 5.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+        self.bound = bound
+
+    def _params(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        b, u = _up(self.fc(z)).chunk(2, -1)
+        logs = self.bound * torch.tanh(u / self.bound)
+        return b[:, :, None, None], logs[:, :, None, None]
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        b, logs = self._params(z)
+        y = (_up(x) + b) * torch.exp(logs)
+        return y, logs.flatten(1).sum(1) * (x.shape[2] * x.shape[3])
+
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        b, logs = self._params(z)
+        return _up(y) * torch.exp(-logs) - b
 
 
 class InvConv1x1(nn.Module):

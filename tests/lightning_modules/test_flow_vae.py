@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from lightning_modules.flow_vae import FlowDecoder, FlowVAE, bits_per_dim, dequantize
@@ -12,9 +13,11 @@ TINY = dict(image_size=8, channels=3, encoder_widths=(8,), encoder_out_channels=
             flow_hidden=[4, 8, 8], prior_steps=1, prior_hidden=8)
 
 
-def test_decoder_is_invertible_and_its_logdet_is_the_jacobian_float64():
+@pytest.mark.parametrize("cond_actnorm", [False, True])
+def test_decoder_is_invertible_and_its_logdet_is_the_jacobian_float64(cond_actnorm):
     torch.manual_seed(0)
-    dec = FlowDecoder(3, 4, steps=[1, [1, 1]], hidden=[4, 6], factor=4, cond_dim=2).double()
+    dec = FlowDecoder(3, 4, steps=[1, [1, 1]], hidden=[4, 6], factor=4, cond_dim=2, cond_actnorm=cond_actnorm).double()
+    assert (dec.cnorm is not None) == cond_actnorm
     dec.train()
     dec(torch.randn(6, 3, 4, 4, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64))
     _randomise(dec)

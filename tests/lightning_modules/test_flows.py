@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_modules.nn.flows import ActNorm, CondCoupling, FlowStep, InvConv1x1, squeeze, unsqueeze
+from lightning_modules.nn.flows import ActNorm, CondActNorm, CondCoupling, FlowStep, InvConv1x1, squeeze, unsqueeze
 
 
 def _randomise(m: torch.nn.Module) -> None:
@@ -25,6 +25,7 @@ def _brute_logdet(fn, x: torch.Tensor) -> torch.Tensor:
 LAYERS = {
     "actnorm": lambda: ActNorm(4),
     "invconv": lambda: InvConv1x1(4),
+    "cond_actnorm": lambda: CondActNorm(4, 3),
     **{f"coupling_{p}": (lambda p=p: CondCoupling(4, p, hidden=8, cond_dim=3, alpha=1.0)) for p in "ABCD"},
     "coupling_alpha_half": lambda: CondCoupling(4, "C", hidden=8, cond_dim=3, alpha=0.5),
     "step": lambda: FlowStep(4, hidden=8, cond_dim=3),
