@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from datamodules.base import ImageDataModule, TensorDictDataset
 from datamodules.multi_bird.build import _sha256, build
@@ -113,9 +114,15 @@ class MultiBirdDataModule(ImageDataModule):
                     f"--variant {self.variant} --sprites {self.sprites} --out {self.root}` or set "
                     "`data.init_args.build_if_missing: true`."
                 )
-            build(self.root, self.variant, self.sprites, self.cub_root, self.download, seed=self.seed, **{
-                f"num_{k}": v for k, v in self.sizes.items()})
-            return
+            # two runs started side by side on a fresh machine (``benchmarks/fig8.py``, one per model) would
+            # otherwise both build the folder, one writing over the files the other is already reading
+            Path(self.root).parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(Path(self.root)) + ".lock"):
+                card = self._card()  # the run that held the lock may have built it meanwhile
+                if card is None:
+                    build(self.root, self.variant, self.sprites, self.cub_root, self.download, seed=self.seed, **{
+                        f"num_{k}": v for k, v in self.sizes.items()})
+                    return
         if card["args"] != self._wanted():
             diff = {k: (card["args"].get(k), v) for k, v in self._wanted().items() if card["args"].get(k) != v}
             raise DataError(

@@ -220,6 +220,26 @@ def test_on_the_fly_batches_are_fresh_and_reproducible(dm_kwargs):
     assert torch.equal(other["boxes_mask"].sum(1), other["count"])
 
 
+def test_a_second_run_waits_for_the_build_in_progress_instead_of_writing_over_it(dm_kwargs):
+    """Two runs started side by side on an empty folder (fig8.py, one per model) build it once: the second waits."""
+    import threading
+
+    from filelock import FileLock
+
+    lock = FileLock(dm_kwargs["root"] + ".lock")
+    lock.acquire()  # as if another process were building
+    dm = MultiBirdDataModule(**dm_kwargs)
+    t = threading.Thread(target=dm.prepare_data)
+    t.start()
+    t.join(timeout=1.0)
+    assert t.is_alive() and not Path(dm_kwargs["root"]).exists()  # the build (whose first act is mkdir) has not begun
+    lock.release()
+    t.join(timeout=60)
+    assert not t.is_alive() and (Path(dm_kwargs["root"]) / "card.json").exists()
+    dm.setup("fit")
+    assert len(dm.val_set) == 12
+
+
 def test_other_arguments_than_the_build_are_refused(dm_kwargs):
     MultiBirdDataModule(**dm_kwargs).prepare_data()
     dm = MultiBirdDataModule(**(dm_kwargs | {"variant": "hard"}))
