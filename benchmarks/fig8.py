@@ -77,9 +77,38 @@ class History(pl.Callback):
               f"  mean count {row['count_mean']:.2f}  doubles {row['double_detection']:.2f}", flush=True)
 
 
-def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
+def use_checkpointing(trainer: pl.Trainer, folder: str) -> None:
+    """Save ``<folder>/checkpoints/last.ckpt`` after every validation, written over in place, and no
+    other checkpoint. A resumed run used to find its ``last.ckpt`` foreign (the file's callback state
+    predates the callback recording its own last path), so Lightning's version counter saved
+    ``last-v1.ckpt`` and a second interruption resumed from the first one's step (seen in a three-seed
+    run). The CLI trainer's default ModelCheckpoint (same state key, its own ``epoch=...`` files) goes."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
+    trainer.callbacks.append(ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0,
+                                             every_n_epochs=1, enable_version_counter=False))
+
+
+def resume_point(folder: str) -> str | None:
+    """The checkpoint to resume ``folder``'s run from (None: start afresh). Validations logged after
+    that checkpoint (a run killed between the two writes) are dropped from the history: the resumed
+    run redoes them, and the history keeps one row per step."""
+    last = os.path.join(folder, "checkpoints", "last.ckpt")
+    if not os.path.exists(last):
+        return None
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    path = os.path.join(folder, HISTORY)
+    if os.path.exists(path):
+        rows = [line for line in open(path) if line.strip()]
+        kept = [line for line in rows if json.loads(line)["step"] <= step]
+        if len(kept) < len(rows):
+            with open(path, "w") as f:
+                f.writelines(kept)
+    return last
+
+
+def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
     from splitlab.cli import SplitlabCLI
 
     folder = os.path.join(a.out, name)
@@ -102,11 +131,11 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
     args += [f"--data.init_args.root=data/fig8_{a.size}_{variant}_{a.val_size}"]
     cli = SplitlabCLI(args=args, run=False)
     counting = CountingCallback(max_count=5, every_n_epochs=1, box_map=True)
-    ckpt = ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
-    cli.trainer.callbacks += [counting, History(os.path.join(folder, HISTORY), counting), ckpt]
-    last = os.path.join(folder, "checkpoints", "last.ckpt")
-    print(f"{name}: {config}, seed {seed}" + (" (resuming)" if os.path.exists(last) else ""), flush=True)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if os.path.exists(last) else None)
+    last = resume_point(folder)  # before History reads the time already spent from the history
+    cli.trainer.callbacks += [counting, History(os.path.join(folder, HISTORY), counting)]
+    use_checkpointing(cli.trainer, folder)
+    print(f"{name}: {config}, seed {seed}" + (" (resuming)" if last else ""), flush=True)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last)
     with open(os.path.join(folder, "done.json"), "w") as f:
         json.dump({"config": config, "seed": seed, "steps": cli.trainer.global_step, "minutes": a.minutes,
                    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"}, f)

@@ -44,3 +44,51 @@ def test_report_takes_the_last_validation_and_aggregates_seeds(tmp_path):
     png = tmp_path / "fig8.png"
     if png.exists():  # matplotlib installed ([plot] extra)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_drops_validations_after_the_checkpoint_and_keeps_the_time_spent(tmp_path):
+    import torch
+
+    from benchmarks.fig8 import History, resume_point
+
+    run = tmp_path / "spair_hard_seed0"
+    assert resume_point(str(run)) is None  # nothing to resume: start afresh
+    _write(run, [_row(500, 0.0, 0.0, wall=100.0), _row(1000, 0.3, 0.2, wall=200.0), _row(1500, 0.5, 0.4, wall=300.0)])
+    (run / "checkpoints").mkdir()
+    torch.save({"global_step": 1000}, run / "checkpoints" / "last.ckpt")  # killed after the 1,500 row, before its checkpoint
+    assert resume_point(str(run)) == str(run / "checkpoints" / "last.ckpt")
+    rows = [json.loads(line) for line in open(run / HISTORY)]
+    assert [r["step"] for r in rows] == [500, 1000]
+    assert History(str(run / HISTORY), counting=None).offset == 200.0
+
+
+def test_a_resumed_run_writes_over_last_ckpt_so_a_second_resume_continues_from_it(tmp_path):
+    """A resumed three-seed run saved last-v1.ckpt, and a second resume went back to the first
+    interruption's step. The benchmark's checkpoint is written over in place, and the CLI trainer's
+    default ModelCheckpoint (same state key, its own epoch=... files) is dropped."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.demos.boring_classes import BoringModel
+
+    from benchmarks.fig8 import use_checkpointing
+
+    def fit(steps, ckpt_path=None):
+        trainer = pl.Trainer(max_steps=steps, limit_train_batches=2, limit_val_batches=1, logger=False,
+                             enable_checkpointing=True, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu")
+        use_checkpointing(trainer, str(tmp_path))
+        trainer.fit(BoringModel(), ckpt_path=ckpt_path)
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    fit(2)
+    # the state fig8.py's first last.ckpt held (read off a real run's file): the callback's own last path
+    # not yet recorded, so Lightning's version counter took the resumed run's last.ckpt for a foreign file
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    for key, state in ckpt["callbacks"].items():
+        if key.startswith("ModelCheckpoint"):
+            state["last_model_path"] = ""
+    torch.save(ckpt, last)
+    fit(4, ckpt_path=str(last))
+    fit(6, ckpt_path=str(last))
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
