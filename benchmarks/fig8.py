@@ -82,11 +82,13 @@ def use_checkpointing(trainer: pl.Trainer, folder: str) -> None:
     other checkpoint. A resumed run used to find its ``last.ckpt`` foreign (the file's callback state
     predates the callback recording its own last path), so Lightning's version counter saved
     ``last-v1.ckpt`` and a second interruption resumed from the first one's step (seen in a three-seed
-    run). The CLI trainer's default ModelCheckpoint (same state key, its own ``epoch=...`` files) goes."""
+    run). The CLI trainer's default ModelCheckpoint (same state key) goes; this one keeps the newest
+    ``epoch=...`` file next to ``last.ckpt``."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
-    trainer.callbacks.append(ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=0,
+    # save_top_k=1, not 0: Lightning >= 2.5 writes last.ckpt only at a step where a top-k checkpoint was saved
+    trainer.callbacks.append(ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=1,
                                              every_n_epochs=1, enable_version_counter=False))
 
 
