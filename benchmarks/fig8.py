@@ -87,7 +87,7 @@ def use_checkpointing(trainer: pl.Trainer, folder: str) -> None:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
-    # save_top_k=1, not 0: Lightning >= 2.5 writes last.ckpt only at a step where a top-k checkpoint was saved
+    # save_top_k=1, not 0: Lightning (2.6.6, read in its source) writes last.ckpt only where a top-k checkpoint was saved
     trainer.callbacks.append(ModelCheckpoint(dirpath=os.path.join(folder, "checkpoints"), save_last=True, save_top_k=1,
                                              every_n_epochs=1, enable_version_counter=False))
 
