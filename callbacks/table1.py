@@ -18,7 +18,10 @@ carries a ``flags`` entry saying so.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import sys
 
 import pytorch_lightning as pl
@@ -59,6 +62,24 @@ def get_judge(trainer: pl.Trainer, path: str, given: bool, owner: str, num_class
     return judge
 
 
+def judge_cache_dir() -> str | None:
+    """Where judges trained by the callbacks are kept for reuse: ``$SPLITLAB_CACHE/judges``
+    (default ``~/.cache/splitlab/judges``); ``SPLITLAB_CACHE=off`` turns the cache off."""
+    root = os.environ.get("SPLITLAB_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "splitlab"))
+    return None if root.lower() in ("off", "0", "none", "") else os.path.join(root, "judges")
+
+
+def _judge_key(images: Tensor, labels: Tensor, recipe: dict) -> str:
+    """sha256 of the training images, their labels and the judge's recipe: equal keys, equal judges
+    (the judge's training is seeded and does not touch the global RNG)."""
+    h = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
+    for t in (images, labels):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy().data if t.numel() else b"")
+    return h.hexdigest()[:24]
+
+
 def _train_judge(trainer: pl.Trainer, path: str, owner: str, num_classes: int, width: int, max_epochs: int,
                  patience: int, holdout: float) -> None:
     dm = trainer.datamodule
@@ -68,9 +89,21 @@ def _train_judge(trainer: pl.Trainer, path: str, owner: str, num_classes: int, w
     train = dm.train_set
     if (train.labels < 0).all():
         raise ConfigError(f"{owner} needs labelled data (the judge is a classifier); this dataset has no labels.")
+    fast = bool(trainer.fast_dev_run)  # smoke runs train the judge on a few batches only
+    # a judge is a function of its training images and recipe only, so runs on the same data (SPLIT and its
+    # baseline, seeds, resumed or repeated runs) share one: trained once, copied into each run folder
+    cache = judge_cache_dir()
+    recipe = {"num_classes": num_classes, "width": width, "max_epochs": max_epochs, "patience": patience,
+              "holdout": holdout, "fast": fast, "version": 1}
+    cached = os.path.join(cache, _judge_key(train.images, train.labels, recipe) + ".ckpt") if cache else None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if cached and os.path.isfile(cached):
+        shutil.copyfile(cached, path)
+        rank_zero_info(f"{owner}: judge for these {len(train)} training images reused from the cache {cached} "
+                       "(SPLITLAB_CACHE=off trains a fresh one)")
+        return
     rank_zero_info(f"{owner}: training a judge classifier on {len(train)} training images -> {path}")
     judge = Classifier(channels=train.images.shape[1], num_classes=num_classes, width=width)
-    fast = bool(trainer.fast_dev_run)  # smoke runs train the judge on a few batches only
     judge.fit_tensors(
         train.images, train.labels, epochs=1 if fast else max_epochs, device=trainer.strategy.root_device,
         max_batches=2 if fast else None, holdout=holdout, patience=patience,
@@ -79,11 +112,15 @@ def _train_judge(trainer: pl.Trainer, path: str, owner: str, num_classes: int, w
         f"{owner}: judge trained {len(judge.fit_history)} epochs, held-out accuracy per epoch "
         f"{[round(a, 4) for a in judge.fit_history]} (kept the best, {judge.holdout_acc})"
     )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save(
         {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams), "pytorch-lightning_version": pl.__version__},
         path,
     )
+    if cached:
+        os.makedirs(cache, exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"  # written whole, then renamed: a run reading the cache never sees half a file
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, cached)
 
 
 class Table1Callback(pl.Callback):

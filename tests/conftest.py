@@ -1,10 +1,13 @@
 """Shared fixtures: no network, W&B offline, small thread count, helpers to run the CLI."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# judges trained by the callbacks are shared within this test session (SPLIT and its baseline on the same data,
+# as for a user), never with a developer's own ~/.cache/splitlab or with an earlier session
+_CACHE = tempfile.mkdtemp(prefix="splitlab-test-cache-")
+os.environ["SPLITLAB_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 def has_cuda() -> bool:

@@ -12,9 +12,9 @@ import torch
 from tests.conftest import read_metrics, run_cli
 
 
-def _fit(config: str, run_dir) -> tuple[dict, float]:
+def _fit(config: str, run_dir, *overrides: str) -> tuple[dict, float]:
     t0 = time.time()
-    r = run_cli(["fit", "--config", config, "--trainer.logger=false", f"--trainer.default_root_dir={run_dir}"])
+    r = run_cli(["fit", "--config", config, "--trainer.logger=false", f"--trainer.default_root_dir={run_dir}", *overrides])
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return read_metrics(run_dir)["metrics"], time.time() - t0
 
@@ -40,8 +40,11 @@ def test_split_vae_opens_the_table1_gap_and_plain_vae_does_not(tmp_path):
 
 @pytest.mark.slow
 def test_split_gmvae_clusters_by_digit_and_gmvae_does_not(tmp_path):
-    split, t_split = _fit("configs/quickstart_split_gmvae.yaml", tmp_path / "split_gmvae")
-    plain, t_plain = _fit("configs/quickstart_gmvae.yaml", tmp_path / "gmvae")
+    # 9 of the quick-starts' 12 epochs (no schedule depends on the length), to keep CI short: measured on 2 cores,
+    # cluster ACC at epochs 9 / 12 was 0.434 / 0.444 for SPLIT-GMVAE and 0.178 / 0.178 for the GMVAE
+    nine = "--trainer.max_epochs=9"
+    split, t_split = _fit("configs/quickstart_split_gmvae.yaml", tmp_path / "split_gmvae", nine)
+    plain, t_plain = _fit("configs/quickstart_gmvae.yaml", tmp_path / "gmvae", nine)
     for name, m, t in (("SPLIT-GMVAE", split, t_split), ("GMVAE", plain, t_plain)):
         print(f"\n{name} ({t:.0f}s): ACC {m['val/cluster_acc']:.3f} Hungarian {m['val/cluster_acc_hungarian']:.3f} "
               f"NMI {m['val/cluster_nmi']:.3f} ARI {m['val/cluster_ari']:.3f}")
@@ -51,14 +54,15 @@ def test_split_gmvae_clusters_by_digit_and_gmvae_does_not(tmp_path):
 @pytest.mark.slow
 def test_spair_counts_birds_on_easy_scenes():
     """SPAIR with ``configs/quickstart_spair_easy.yaml``'s model on Easy scenes drawn fresh each step
-    (synthetic birds), 3,000 steps of a bare loop (the trainer adds nothing to learn from): the
+    (synthetic birds), 2,500 steps of a bare loop (the trainer adds nothing to learn from): the
     held-out reconstruction error falls five-fold; counting accuracy on held-out sprites
     (validation colours), averaged over the two checks right after the count prior has annealed
     (steps 2,000 and 2,250 for the config's 2,000-step anneal; 1,250 and 1,500 when it annealed over
     1,000; it moves by several points from one check to the next), clearly beats always answering
-    the most frequent count, and averaged over 2,500-3,000 steps it reaches 0.50 (issue 14's higher
-    bar: the quick-start before z_pres_beta, the 17-px size prior and the straight-through logit
-    clip measured 0.44 here)."""
+    the most frequent count, and averaged over the checks at 2,000-2,500 steps it reaches 0.50 (issue 14's
+    higher bar: the quick-start before z_pres_beta, the 17-px size prior and the straight-through logit
+    clip measured 0.44 here). Measured on 2 cores: 0.625, 0.595, 0.590 at 2,000 / 2,250 / 2,500 steps
+    (0.640, 0.712 at 2,750 / 3,000, where this test ran until CI time had to be cut)."""
     import yaml
 
     from datamodules.multi_bird import SceneGenerator, colours_for, sprite_banks
@@ -87,20 +91,23 @@ def test_spair_counts_birds_on_easy_scenes():
 
     recon0, _, _ = evaluate()
     accs, means, late = [], [], []
-    for step in range(1, 3001):
+    for step in range(1, 2501):
         model.step_count = lambda s=step: s - 1  # the trainer's global_step
         loss = model.compute_loss(gen(32, g)["image"].float() / 255)["loss"]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the config's gradient_clip_val
         opt.step()
-        if step in (first, first + 250, 2500, 2750, 3000):
+        if step in (first, first + 250, 2500):
             recon, acc, mean = evaluate()
-            (accs if step <= first + 250 else late).append(acc)
+            if step <= first + 250:
+                accs.append(acc)
+            if step >= 2000:
+                late.append(acc)
             means.append(mean)
     acc, acc_late = sum(accs) / len(accs), sum(late) / len(late)
-    print(f"\nSPAIR 3,000 steps on Easy: reconstruction L1 {recon0:.3f} -> {recon:.3f}; counting accuracy "
-          f"{accs + late} (mean {acc:.3f} at {first}-{first + 250}, {acc_late:.3f} at 2,500-3,000) vs majority count "
+    print(f"\nSPAIR 2,500 steps on Easy: reconstruction L1 {recon0:.3f} -> {recon:.3f}; counting accuracy "
+          f"{late} (mean {acc:.3f} at {first}-{first + 250}, {acc_late:.3f} at 2,000-2,500) vs majority count "
           f"{majority:.3f}; mean predicted count {means} vs true {count_val.float().mean():.2f}")
     assert recon < 0.25 * recon0
     assert acc >= majority + 0.1  # the bar this test has held since it was written

@@ -49,6 +49,7 @@ def test_every_config_rebuilds_exactly_from_its_checkpoint(cfg, tmp_path):
     cli = SplitlabCLI(args=["--config", str(cfg), "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
                             "--trainer.accelerator=cpu", "--trainer.devices=1"], run=False)
     model = cli.model
+    model.configure_model()  # as the Trainer does before fit (memory format); load_from_checkpoint does it too
     with torch.no_grad():  # distinct values, so a parameter left at its init would show
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))

@@ -115,3 +115,35 @@ def test_judge_stops_when_held_out_accuracy_stops_improving():
     perm = torch.randperm(len(dm.train_set.images), generator=torch.Generator().manual_seed(0))
     held = perm[:n_hold]
     assert judge.accuracy(dm.train_set.images[held], dm.train_set.labels[held]) == pytest.approx(judge.holdout_acc)
+
+
+def test_runs_on_the_same_data_share_one_judge_trained_once(tmp_path, monkeypatch):
+    """SPLIT and its baseline (or seeds, or a rerun) on the same training split get the same judge from
+    the cache, copied into each run folder; other data, a smoke run or SPLITLAB_CACHE=off train their own."""
+    from lightning_modules.classifier import Classifier
+
+    monkeypatch.setenv("SPLITLAB_CACHE", str(tmp_path / "cache"))
+    fits = []
+    real_fit = Classifier.fit_tensors
+    monkeypatch.setattr(Classifier, "fit_tensors", lambda self, *a, **k: fits.append(len(a[0])) or real_fit(self, *a, **k))
+
+    def validate(run: str, copies: int = 1, **trainer_kw) -> torch.Tensor:
+        dm = ColouredDigitsDataModule(copies=copies, eval_copies=1, batch_size=50)
+        trainer = pl.Trainer(default_root_dir=tmp_path / run, logger=False, enable_checkpointing=False,
+                             callbacks=[Table1Callback(judge_epochs=1)], accelerator="cpu",
+                             enable_progress_bar=False, **trainer_kw)
+        trainer.validate(Oracle(), datamodule=dm)
+        return torch.load(tmp_path / run / "judge.ckpt", weights_only=False)["state_dict"]
+
+    a = validate("split")
+    assert len(fits) == 1 and len(list((tmp_path / "cache" / "judges").glob("*.ckpt"))) == 1
+    b = validate("baseline")
+    assert len(fits) == 1  # not trained again
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    validate("more_data", copies=2)
+    assert len(fits) == 2 and fits[1] == 2 * fits[0]  # other training images: its own judge
+    validate("smoke", fast_dev_run=True)
+    assert len(fits) == 3  # a smoke run's judge (two batches) is never taken for a trained one
+    monkeypatch.setenv("SPLITLAB_CACHE", "off")
+    validate("fresh")
+    assert len(fits) == 4

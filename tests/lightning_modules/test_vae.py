@@ -85,3 +85,20 @@ def test_learns_on_a_tiny_problem():
         loss.backward()
         opt.step()
     assert loss.item() < 0.7 * first
+
+
+def test_fit_runs_the_networks_channels_last_with_the_same_values():
+    """configure_model puts the conv weights in NHWC (the faster CPU / tensor-core layout); the loss is that of NCHW."""
+    torch.manual_seed(0)
+    m = small_vae(True)
+    m.eval()
+    x = torch.rand(4, 3, 32, 32)
+    torch.manual_seed(1)
+    before = m.compute_loss(x)["loss"]
+    m.configure_model()  # what the Trainer calls before fit / validate / test
+    convs = [p for p in m.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not convs[0].is_contiguous()  # really NHWC, not a tensor for which both layouts coincide
+    torch.manual_seed(1)
+    after = m.compute_loss(m._images({"image": x}))["loss"]
+    assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
