@@ -260,7 +260,7 @@ class RepresentationModule(Reloadable, pl.LightningModule):
 
     def configure_model(self) -> None:
         # conv weights in NHWC: measured on 2 CPU cores, a training step of the SPLIT-VAE / SPLIT-GMVAE / flow VAE
-        # quick-starts takes 1.27 / 1.37 / 1.23x less time (SPAIR: about the same); on a GPU it is the layout
+        # quick-starts takes 1.27 / 1.37 / 1.23x less time (SPAIR: no clear gain, it stays NCHW); on a GPU it is the layout
         # tensor cores want under mixed precision. Values are unchanged; only the strides differ.
         self.to(memory_format=self.memory_format)
         if self.compile_networks and not getattr(self, "_compiled", False):

@@ -206,7 +206,7 @@ class SPAIR(RepresentationModule):
             paper: glimpse decoder only).
     """
 
-    # NCHW: NHWC was measured no faster here (glimpse crop / paste are batched matrix products; README, SPAIR speed)
+    # NCHW: NHWC gave no clear gain here (145 vs 134-142 ms a step, noisy; an earlier session measured it slower)
     memory_format = torch.contiguous_format
 
     def __init__(
