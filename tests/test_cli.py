@@ -72,6 +72,35 @@ def test_every_config_runs_one_step(cfg, tmp_path, monkeypatch, capsys):
     assert "final metrics written to" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["quickstart_spair_easy.yaml", "quickstart_split_spair_easy.yaml"])
+def test_easy_quickstarts_decay_the_lr_per_step_and_a_resume_continues_it(name, tmp_path, monkeypatch):
+    """Both Easy quick-starts ship ``MultiStepLR`` (x0.3 at each milestone, README: Fig. 8 at 30 min).
+    Its milestones count optimiser steps, not epochs (8 steps per epoch here), and a run resumed
+    from a checkpoint carries on with the decayed lr. Milestones moved to steps 2 and 4."""
+    from splitlab.cli import SplitlabCLI
+
+    monkeypatch.setattr("sys.argv", ["lightning"])  # the CLI parses `args` only
+    cfg = ROOT / "configs" / name
+    assert yaml.safe_load(cfg.read_text())["model"]["init_args"]["lr_scheduler"]["init_args"] == {
+        "milestones": [6000, 8000], "gamma": 0.3}
+    common = ["--config", str(cfg), *_data_overrides(cfg, tmp_path), "--trainer.logger=false",
+              "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false",
+              "--trainer.max_epochs=-1", "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={tmp_path}",
+              "--model.init_args.lr_scheduler.init_args.milestones=[2,4]"]
+
+    def lr(cli) -> float:
+        return cli.trainer.optimizers[0].param_groups[0]["lr"]
+
+    first = SplitlabCLI(args=[*common, "--trainer.max_steps=3"], run=False)
+    first.trainer.fit(first.model, datamodule=first.datamodule)
+    assert lr(first) == pytest.approx(1e-3 * 0.3)  # past the first milestone, before the second
+    first.trainer.save_checkpoint(tmp_path / "step3.ckpt")
+    resumed = SplitlabCLI(args=[*common, "--trainer.max_steps=5"], run=False)
+    resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path=tmp_path / "step3.ckpt")
+    assert resumed.trainer.global_step == 5
+    assert lr(resumed) == pytest.approx(1e-3 * 0.3 * 0.3)
+
+
 def test_lightnings_own_lr_monitor_works_without_a_logger(tmp_path):
     """A user's config naming Lightning's LearningRateMonitor is not stopped by `--trainer.logger false`."""
     run = tmp_path / "run"
