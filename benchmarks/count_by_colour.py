@@ -1,0 +1,59 @@
+"""Counting accuracy of trained SPAIR / SPLIT-SPAIR checkpoints, one background colour at a time.
+
+    python benchmarks/count_by_colour.py runs/fig8/spair_easy_seed0/checkpoints/last.ckpt \
+        runs/fig8/split_spair_easy_seed0/checkpoints/last.ckpt --variant easy
+
+For each checkpoint and each background colour of the variant (the training colours, then the
+unseen test colours), scenes of held-out sprites on that colour alone (Hard: checkerboards whose two
+colours include it): count accuracy, mean predicted count (true: the mean of the scenes' counts) and
+the share of scenes where the model sees more birds than there are. It says which colours an
+unseen-colour accuracy (``count_acc_unseen_bg`` in ``fig8.py``) loses its points on, and whether a
+model over- or under-counts there. Same scenes for every checkpoint (seeded).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from datamodules.multi_bird import SceneGenerator, colours_for, sprite_banks
+from lightning_modules.spair import SPAIR
+
+
+def scenes_on(variant: str, colour: tuple[int, int, int], n: int, seed: int) -> dict[str, torch.Tensor]:
+    """n scenes of the held-out sprites with this background colour (Hard: paired with each other colour of its set)."""
+    _, heldout = sprite_banks("synthetic", 0)
+    table = colours_for(variant, "train") if colour in colours_for(variant, "train") else colours_for(variant, "test")
+    colours = [colour] if variant == "easy" else [colour, *[c for c in table if c != colour]]
+    out = SceneGenerator(variant, heldout, colours)(n, torch.Generator().manual_seed(seed))
+    if variant == "hard":  # keep the checkerboards that use this colour: drawn pairs are uniform, so resample by rejection
+        keep = (out["image"].float() - torch.tensor(colour).view(1, 3, 1, 1)).abs().sum(1).lt(6).flatten(1).any(1)
+        out = {k: v[keep] for k, v in out.items()}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--variant", choices=("easy", "hard"), default="easy")
+    p.add_argument("--scenes", type=int, default=250, help="scenes per colour")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    colours = [(c, "train") for c in colours_for(a.variant, "train")] + [(c, "unseen") for c in colours_for(a.variant, "test")]
+    data = [(c, split, scenes_on(a.variant, c, a.scenes, seed=1000 + i)) for i, (c, split) in enumerate(colours)]
+    print("| checkpoint | colour (RGB) | split | scenes | count_acc | mean count (true) | share over-counted |")
+    print("|---|---|---|---|---|---|---|")
+    for path in a.checkpoints:
+        model = SPAIR.load_from_checkpoint(path, map_location="cpu").eval()
+        for colour, split, d in data:
+            x = d["image"].float() / 255
+            counts = torch.cat([model.detect(chunk)[2] for chunk in x.split(100)])
+            acc = (counts == d["count"]).float().mean().item()
+            over = (counts > d["count"]).float().mean().item()
+            print(f"| {path} | {colour} | {split} | {len(x)} | {acc:.3f} | {counts.float().mean():.2f} "
+                  f"({d['count'].float().mean():.2f}) | {over:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
