@@ -14,7 +14,7 @@ import time
 
 import pytorch_lightning as pl
 
-from splitlab.cli import SplitlabCLI
+from splitlab.cli import build_cli
 
 
 class AccClock(pl.Callback):
@@ -53,7 +53,7 @@ def main() -> None:
                 "--trainer.default_root_dir=runs/acc_over_time"]
         if a.batch_size:
             args.append(f"--data.init_args.batch_size={a.batch_size}")
-        cli = SplitlabCLI(args=args, run=False)
+        cli = build_cli(args)
         clock = AccClock()
         cli.trainer.callbacks.append(clock)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import pytorch_lightning as pl
@@ -112,7 +111,7 @@ def resume_point(folder: str) -> str | None:
 
 
 def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
-    from splitlab.cli import SplitlabCLI
+    from splitlab.cli import build_cli
 
     folder = os.path.join(a.out, name)
     if os.path.exists(os.path.join(folder, "done.json")):
@@ -132,11 +131,7 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
     variant = name.rsplit("_seed", 1)[0].rsplit("_", 1)[1]
     # one stored data set per variant and size, shared by both models (validation scenes only: training is on the fly)
     args += [f"--data.init_args.root=data/fig8_{a.size}_{variant}_{a.val_size}"]
-    argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI parses `args` only; fig8's own flags in sys.argv are not its
-    try:
-        cli = SplitlabCLI(args=args, run=False)
-    finally:
-        sys.argv = argv
+    cli = build_cli(args)
     counting = CountingCallback(max_count=5, every_n_epochs=1, box_map=True)
     last = resume_point(folder)  # before History reads the time already spent from the history
     cli.trainer.callbacks += [counting, History(os.path.join(folder, HISTORY), counting)]

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.counting import CountingCallback
-from splitlab.cli import SplitlabCLI
+from splitlab.cli import SplitlabCLI, build_cli
 
 
 class Clock(pl.Callback):
@@ -52,7 +52,7 @@ def build(config: str, sequential: bool, minutes: float, extra: list[str]) -> Sp
             "--trainer.enable_model_summary=false", f"--model.init_args.sequential={str(sequential).lower()}",
             "--data.init_args.on_the_fly=true", "--data.init_args.steps_per_epoch=200",
             "--trainer.default_root_dir=runs/benchmark_spair", *extra]
-    return SplitlabCLI(args=args, run=False)
+    return build_cli(args)
 
 
 def ceiling(cli: SplitlabCLI, steps: int = 30) -> float:

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.base import ImageDataModule, TensorDictDataset
-from splitlab.cli import SplitlabCLI
+from splitlab.cli import build_cli
 
 
 class SyntheticData(ImageDataModule):
@@ -65,7 +65,7 @@ def build(config: str, precision: str, compile: bool, synthetic: bool, steps: in
             f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--trainer.devices=1",
             "--trainer.enable_model_summary=false", f"--model.init_args.compile={str(compile).lower()}",
             "--data.init_args.on_device=true", "--trainer.default_root_dir=runs/benchmark"]
-    cli = SplitlabCLI(args=args, run=False)
+    cli = build_cli(args)
     if synthetic:
         dm = cli.datamodule
         cli.datamodule = SyntheticData(shape=getattr(dm, "shape", (3, 32, 32)), batch_size=dm.batch_size, on_device=True)

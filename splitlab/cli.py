@@ -70,6 +70,17 @@ class SplitlabCLI(LightningCLI):
         return trainer
 
 
+def build_cli(args: list[str]) -> SplitlabCLI:
+    """The CLI's model, data and trainer from ``args`` (``run=False``), for scripts that call
+    ``trainer.fit`` themselves (``benchmarks/``). The calling script's own flags in ``sys.argv``
+    are hidden while it parses, so LightningCLI does not warn that it got both."""
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return SplitlabCLI(args=args, run=False)
+    finally:
+        sys.argv = argv
+
+
 def main(args: Any = None) -> None:
     """Entry point of the ``lightning`` console script. ``--debug`` keeps jsonargparse's full reports."""
     argv = sys.argv if args is None else args
