@@ -9,6 +9,11 @@ colours include it): count accuracy, mean predicted count (true: the mean of the
 the share of scenes where the model sees more birds than there are. It says which colours an
 unseen-colour accuracy (``count_acc_unseen_bg`` in ``fig8.py``) loses its points on, and whether a
 model over- or under-counts there. Same scenes for every checkpoint (seeded).
+
+On the scenes without birds it also says why: how far the background alone is from the image
+(Gaussian nats at the model's ``recon_sigma``; an unseen colour the background cannot draw shows
+here), and what switching one cell on there does to that error (median over cells and scenes; negative:
+a false object *improves* the reconstruction, so only the count prior keeps the cell off).
 """
 from __future__ import annotations
 
@@ -32,6 +37,25 @@ def scenes_on(variant: str, colour: tuple[int, int, int], n: int, seed: int) -> 
     return out
 
 
+@torch.no_grad()
+def empty_scene_costs(model: SPAIR, x: torch.Tensor) -> tuple[float, float]:
+    """x (B, C, H, W) scenes without birds -> (mean error of the background alone, median change of
+    that error when one cell is switched on), both in nats under the model's Gaussian pixels."""
+    z_l = model.local_branch.encode(x) if model.local_branch is not None else None
+    lat = model.infer(x, z_l, sample=False)
+    bg = model._background(x, z_l, sample=False)[0]
+    scale = 2 * model.recon_sigma ** 2
+
+    def error(pres: torch.Tensor) -> torch.Tensor:  # (B,) squared error / (2 sigma^2) of the composite
+        recon = model.render(lat["z_what"], lat["z_where"], lat["z_depth"], pres, bg, z_l)["recon"]
+        return ((recon - x) ** 2).flatten(1).sum(1) / scale
+
+    off = x.new_zeros(x.shape[0], model.N, 1)
+    base = error(off)
+    one_on = torch.stack([error(off.index_fill(1, torch.tensor([i]), 1.0)) - base for i in range(model.N)], 1)
+    return base.mean().item(), one_on.median().item()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+")
@@ -42,8 +66,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     colours = [(c, "train") for c in colours_for(a.variant, "train")] + [(c, "unseen") for c in colours_for(a.variant, "test")]
     data = [(c, split, scenes_on(a.variant, c, a.scenes, seed=1000 + i)) for i, (c, split) in enumerate(colours)]
-    print("| checkpoint | colour (RGB) | split | scenes | count_acc | mean count (true) | share over-counted |")
-    print("|---|---|---|---|---|---|---|")
+    print("| checkpoint | colour (RGB) | split | scenes | count_acc | mean count (true) | share over-counted | "
+          "empty scenes | background-only error there (nats) | one cell switched on there (median nats) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in a.checkpoints:
         model = SPAIR.load_from_checkpoint(path, map_location="cpu").eval()
         for colour, split, d in data:
@@ -51,8 +76,10 @@ def main() -> None:
             counts = torch.cat([model.detect(chunk)[2] for chunk in x.split(100)])
             acc = (counts == d["count"]).float().mean().item()
             over = (counts > d["count"]).float().mean().item()
+            empty = x[d["count"] == 0]
+            bg_err, one_on = empty_scene_costs(model, empty) if model.recon_sigma and len(empty) else (float("nan"),) * 2
             print(f"| {path} | {colour} | {split} | {len(x)} | {acc:.3f} | {counts.float().mean():.2f} "
-                  f"({d['count'].float().mean():.2f}) | {over:.3f} |", flush=True)
+                  f"({d['count'].float().mean():.2f}) | {over:.3f} | {len(empty)} | {bg_err:.1f} | {one_on:+.1f} |", flush=True)
 
 
 if __name__ == "__main__":
