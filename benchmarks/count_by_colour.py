@@ -21,17 +21,16 @@ import argparse
 
 import torch
 
-from datamodules.multi_bird import SceneGenerator, colours_for, sprite_banks
+from datamodules.multi_bird import SceneGenerator, SpriteBank, colours_for, sprite_banks
 from lightning_modules.spair import SPAIR
 
 
-def scenes_on(variant: str, colour: tuple[int, int, int], n: int, seed: int) -> dict[str, torch.Tensor]:
+def scenes_on(heldout: SpriteBank, variant: str, colour: tuple[int, int, int], n: int, seed: int) -> dict[str, torch.Tensor]:
     """n scenes of the held-out sprites with this background colour (Hard: paired with each other colour of its set)."""
-    _, heldout = sprite_banks("synthetic", 0)
     table = colours_for(variant, "train") if colour in colours_for(variant, "train") else colours_for(variant, "test")
     colours = [colour] if variant == "easy" else [colour, *[c for c in table if c != colour]]
     out = SceneGenerator(variant, heldout, colours)(n, torch.Generator().manual_seed(seed))
-    if variant == "hard":  # keep the checkerboards that use this colour: drawn pairs are uniform, so resample by rejection
+    if variant == "hard":  # keep the checkerboards that use this colour (pairs are drawn uniformly; fewer than n remain)
         keep = (out["image"].float() - torch.tensor(colour).view(1, 3, 1, 1)).abs().sum(1).lt(6).flatten(1).any(1)
         out = {k: v[keep] for k, v in out.items()}
     return out
@@ -65,7 +64,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     colours = [(c, "train") for c in colours_for(a.variant, "train")] + [(c, "unseen") for c in colours_for(a.variant, "test")]
-    data = [(c, split, scenes_on(a.variant, c, a.scenes, seed=1000 + i)) for i, (c, split) in enumerate(colours)]
+    _, heldout = sprite_banks("synthetic", 0)
+    data = [(c, split, scenes_on(heldout, a.variant, c, a.scenes, seed=1000 + i)) for i, (c, split) in enumerate(colours)]
     print("| checkpoint | colour (RGB) | split | scenes | count_acc | mean count (true) | share over-counted | "
           "empty scenes | background-only error there (nats) | one cell switched on there (median nats) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
