@@ -153,6 +153,10 @@ class SPAIR(RepresentationModule):
         max_shift: how far a box centre can move from its cell centre, in cells (authors: 1).
         tau: binary-concrete temperature of z_pres (authors: 0.8).
         beta: weight of the object KLs (authors: 0.5). z_what_beta: extra weight of kl_what (0.1).
+        z_what_beta_start: if set, kl_what's weight at step 0, moved linearly to ``z_what_beta`` over the
+            prior anneal (``z_pres_anneal_steps``): a KL warm-up, so that a tight z_what (the authors'
+            0.5 for SPLIT-SPAIR on Hard) does not collapse before the glimpse decoder draws anything
+            (beyond both papers; None: constant, as the authors).
         z_bg_beta: weight of kl_bg (authors: 10 for plain backgrounds, 4 for checkerboards).
         z_l_beta: weight of kl_l (authors: 0.1).
         z_pres_beta: extra weight of kl_pres (authors: 1, with Bernoulli pixels). It sets what one more
@@ -225,6 +229,7 @@ class SPAIR(RepresentationModule):
         tau: float = 0.8,
         beta: float = 0.5,
         z_what_beta: float = 0.1,
+        z_what_beta_start: float | None = None,
         z_bg_beta: float = 10.0,
         z_l_beta: float = 0.1,
         z_pres_beta: float = 1.0,
@@ -286,6 +291,9 @@ class SPAIR(RepresentationModule):
         self.max_scale, self.max_shift, self.tau = max_scale, max_shift, tau
         self.beta, self.z_what_beta, self.z_bg_beta, self.z_l_beta = beta, z_what_beta, z_bg_beta, z_l_beta
         self.z_pres_beta = z_pres_beta
+        if z_what_beta_start is not None:
+            check_positive("z_what_beta_start", z_what_beta_start, "model.init_args.z_what_beta_start", allow_zero=True)
+        self.z_what_beta_start = z_what_beta_start
         self.z_pres_prior_prob, self.z_pres_anneal_steps = z_pres_prior_prob, max(1, z_pres_anneal_steps)
         self.size_prior = (size_prior_mean, size_prior_start, size_prior_std)
         self.sequential = sequential
@@ -526,7 +534,10 @@ class SPAIR(RepresentationModule):
         y, logits = lat["y"][..., 0].float(), lat["pres_logits"][..., 0].float()
         terms["kl_pres"] = (concrete_log_density(y, logits, self.tau) - concrete_log_density(y, prior_log_odds, self.tau)).sum(1)
         terms["kl_bg"] = gaussian_kl_std_normal(bg_mu, bg_logvar)
-        loss = (terms["recon"] + self.beta * (self.z_what_beta * terms["kl_what"] + terms["kl_where"] + terms["kl_depth"]
+        what_beta = self.z_what_beta
+        if self.z_what_beta_start is not None:  # KL warm-up along the prior anneal (host float, no sync)
+            what_beta = self.z_what_beta_start + (self.z_what_beta - self.z_what_beta_start) * a
+        loss = (terms["recon"] + self.beta * (what_beta * terms["kl_what"] + terms["kl_where"] + terms["kl_depth"]
                                               + self.z_pres_beta * terms["kl_pres"]) + self.z_bg_beta * terms["kl_bg"])
         if z_l is not None:
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]

@@ -298,6 +298,24 @@ def test_z_pres_beta_weighs_only_the_count_term():
         SPAIR(z_pres_beta=-1.0)
 
 
+def test_z_what_beta_start_warms_kl_what_up_along_the_prior_anneal():
+    """With ``z_what_beta_start`` kl_what is weighed by it at step 0, halfway between it and
+    ``z_what_beta`` halfway through the anneal, and by ``z_what_beta`` alone from its end on."""
+    def loss(step, start=None):
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+                  z_what_beta=0.5, z_what_beta_start=start, z_pres_anneal_steps=10)
+        m.step_count = lambda: step
+        torch.manual_seed(1)
+        return m.compute_loss(torch.rand(4, 3, 48, 48))
+
+    for step, weight in ((-1, 0.1), (4, 0.3), (9, 0.5), (20, 0.5)):  # anneal fraction (step + 1) / 10
+        plain, warm = loss(step), loss(step, start=0.1)
+        assert torch.allclose(warm["loss"] - plain["loss"], 0.5 * (weight - 0.5) * plain["kl_what"], rtol=1e-2, atol=2e-3)
+    with pytest.raises(ConfigError, match="z_what_beta_start"):
+        SPAIR(z_what_beta_start=-0.1)
+
+
 def test_alpha_extent_is_the_box_of_the_masked_glimpse_pixels():
     from lightning_modules.spair import alpha_extent
 
