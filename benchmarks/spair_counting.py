@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--local", action="append", default=[],
                    help="LocalBranch init arg, key=yaml value (adds a SPLIT branch to a SPAIR config)")
     p.add_argument("--save", default="", help="save the trained model's state_dict and init args here")
+    p.add_argument("--init", default="", help="start from this Lightning checkpoint's weights (e.g. a fig8 run's last.ckpt)")
+    p.add_argument("--start-step", type=int, default=0, help="the step count to continue from (schedules: anneal, warm-ups)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args()
     if a.threads:
@@ -63,6 +65,8 @@ def main() -> None:
     val = SceneGenerator(a.variant, heldout, colours_for(a.variant, "val"))(a.val_size, torch.Generator().manual_seed(1))
     x_val, count_val = val["image"].float() / 255, val["count"]
     model = SPAIR(**init)
+    if a.init:  # fine-tune: the checkpoint's weights, a fresh optimiser
+        model.load_state_dict(torch.load(a.init, map_location="cpu", weights_only=False)["state_dict"])
     opt = model.build_optimizer(lambda params: torch.optim.Adam(params, lr=lr))
     g = torch.Generator().manual_seed(a.seed)
     majority = torch.bincount(count_val).max().item() / len(count_val)
@@ -70,7 +74,7 @@ def main() -> None:
     print(f"{'step':>6} {'time':>6} {'count_acc':>9} {'mean count':>10} {'abs err':>7} {'all on':>6} {'doubles':>7} {'bg rmse':>7} {'loss':>9}")
     t0 = time.time()
     for step in range(1, a.steps + 1):  # a bare loop: the schedule is the object here, not the trainer
-        model.step_count = lambda s=step: s - 1  # the trainer's global_step
+        model.step_count = lambda s=step: a.start_step + s - 1  # the trainer's global_step
         loss = model.compute_loss(gen(a.batch_size, g)["image"].float() / 255)["loss"]
         opt.zero_grad()
         loss.backward()

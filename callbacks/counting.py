@@ -28,6 +28,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from callbacks.common import require, run_dir
 from lightning_modules.base import Detects
+from lightning_modules.nn.glimpse import pairwise_iou  # noqa: F401  (re-exported: tests and benchmarks import it here)
 
 SPLITS = (("", "val"), ("_unseen_bg", "test"))
 
@@ -59,15 +60,6 @@ class CountConfusion(Metric):
         pred = torch.arange(self.max_pred + 1, device=t.device).view(1, -1)
         mae = (t * (true - pred).abs()).sum() / n
         return acc.float(), mae.float(), t
-
-
-def pairwise_iou(boxes: Tensor) -> Tensor:
-    """(B, K, 4) xyxy boxes -> (B, K, K) IoU of every pair within each image."""
-    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-9)
 
 
 def has_double_detection(boxes: Tensor, present: Tensor, iou: float = 0.5) -> Tensor:

@@ -77,6 +77,15 @@ def paste(glimpses: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:
     return paste_sum(glimpses.unsqueeze(1), boxes.unsqueeze(1), height, width)  # one box per "image"
 
 
+def pairwise_iou(boxes: Tensor) -> Tensor:
+    """(B, K, 4) xyxy boxes -> (B, K, K) IoU of every pair within each image."""
+    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-9)
+
+
 def paste_sum(glimpses: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:
     """``sum_k paste(glimpses[:, k], boxes[:, k])``: every glimpse of an image drawn into its box
     and the canvases added, without making the K full-size canvases (the sum over boxes runs

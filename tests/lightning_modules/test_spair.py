@@ -162,11 +162,13 @@ def test_separable_crop_and_paste_equal_grid_sample_values_and_gradients():
     assert torch.allclose(summed, want.view(3, 16, 5, 48, 48).sum(1), atol=1e-10)
 
 
-def test_render_is_depth_weighted_alpha_compositing():
+@pytest.mark.parametrize("coverage", ["weighted", "union"])
+def test_render_is_depth_weighted_alpha_compositing(coverage):
     """With boxes of exactly the glimpse's pixel size (no resampling), render equals the
-    per-cell loop of the authors' Renderer: importance = z_pres alpha (sigmoid(-z_depth) + 0.5)."""
+    per-cell loop of the authors' Renderer: importance = z_pres alpha (sigmoid(-z_depth) + 0.5);
+    with ``coverage: union`` the coverage is 1 - prod_i (1 - z_pres_i alpha_i) instead."""
     torch.manual_seed(0)
-    m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8).double()
+    m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8, coverage=coverage).double()
     b, n = 2, 16
     z_what = torch.randn(b, n, 4, dtype=torch.float64)
     # box side 8 px = 1/6 of the image; centres on pixel edges so the paste is exact
@@ -182,8 +184,38 @@ def test_render_is_depth_weighted_alpha_compositing():
     imp = pres * alpha * (torch.sigmoid(-z_depth.view(b, n, 1, 1, 1)) + 0.5)
     norm = imp.sum(1) + 1e-8
     cover = (pres * alpha * imp).sum(1) / norm
+    if coverage == "union":
+        cover = 1 - (1 - pres * alpha).prod(1)
     want = cover * (imp * rgb).sum(1) / norm + (1 - cover) * bg
     assert torch.allclose(out["recon"], want, atol=1e-6)
+
+
+def test_union_coverage_lets_a_second_box_on_one_object_switch_off_without_fading_it():
+    """Two cells draw the same object in the same box; the first is on. Switching the second off
+    (z_pres 1 -> 0) under the authors' weighted coverage passes through a state where the object
+    fades (coverage min ~0.83 at z_pres ~0.41, the trap that holds double boxes on); under
+    ``union`` the coverage never drops below its value with one box."""
+    def coverage_of_object(coverage: str, p2: float) -> float:
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8, coverage=coverage,
+                  max_shift=2.0).double()
+        z_what = torch.randn(1, 1, 4, dtype=torch.float64).expand(1, 16, 4)  # every cell the same appearance
+        size = torch.logit(torch.tensor(8 / 48 / 0.5, dtype=torch.float64))
+        z_where = torch.cat([size.expand(1, 16, 2), torch.zeros(1, 16, 2, dtype=torch.float64)], -1)
+        z_where[0, 1, 2] = torch.atanh(torch.tensor(-0.5, dtype=torch.float64))  # cell 1's box one cell left: on cell 0's
+        z_pres = torch.zeros(1, 16, 1, dtype=torch.float64)
+        z_pres[0, 0], z_pres[0, 1] = 1.0, p2
+        out = m.render(z_what, z_where, torch.zeros(1, 16, 1, dtype=torch.float64), z_pres, torch.zeros(1, 3, 48, 48,
+                       dtype=torch.float64))
+        return out["alpha"].sum().item()
+
+    for coverage in ("weighted", "union"):
+        alone = coverage_of_object(coverage, 0.0)
+        path = [coverage_of_object(coverage, p) for p in (0.2, 0.41, 0.6, 0.8, 1.0)]
+        if coverage == "weighted":
+            assert min(path) < 0.9 * alone  # the trap
+        else:
+            assert min(path) >= alone - 1e-9 and path == sorted(path)  # monotone: no trap
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -314,6 +346,39 @@ def test_z_what_beta_start_warms_kl_what_up_along_the_prior_anneal():
         assert torch.allclose(warm["loss"] - plain["loss"], 0.5 * (weight - 0.5) * plain["kl_what"], rtol=1e-2, atol=2e-3)
     with pytest.raises(ConfigError, match="z_what_beta_start"):
         SPAIR(z_what_beta_start=-0.1)
+
+
+def test_overlap_is_the_strauss_energy_of_present_boxes_and_pushes_only_presence():
+    """overlap = sum_{i<j} z_pres_i z_pres_j IoU(box_i, box_j): 1 for two present cells on one box,
+    0 for boxes apart or a cell off; no gradient to the boxes; in the loss as beta * overlap_beta *
+    overlap."""
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, max_shift=2.0)
+    z_where = torch.zeros(3, 16, 4)
+    z_where[:, 1, 2] = math.atanh(-0.5)  # cell 1's box on cell 0's box
+    z_where.requires_grad_(True)
+    z_pres = torch.zeros(3, 16, 1)
+    z_pres[0, [0, 1]] = 1.0  # image 0: both on, the same box
+    z_pres[1, [0, 2]] = 1.0  # image 1: cells 0 and 2, boxes a cell apart at 12 px (size logit 0: 12-px boxes)
+    z_pres[2, 0] = 1.0       # image 2: cell 1 off
+    z_pres.requires_grad_(True)
+    e = m.overlap(z_where, z_pres)
+    assert torch.allclose(e, torch.tensor([1.0, 0.0, 0.0]), atol=1e-5)
+    e.sum().backward()
+    assert z_where.grad is None or z_where.grad.abs().sum() == 0
+    assert z_pres.grad[2, 1, 0] == pytest.approx(1.0, abs=1e-5)  # switching cell 1 on in image 2 would cost 1
+
+    def run(overlap_beta):
+        torch.manual_seed(0)
+        model = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+                      overlap_beta=overlap_beta, size_prior_start=4.0)  # large boxes early: neighbours overlap
+        torch.manual_seed(1)
+        return model.compute_loss(torch.rand(4, 3, 48, 48))
+
+    plain, strauss = run(0.0), run(5.0)
+    assert "overlap" not in plain and strauss["overlap"] > 0
+    assert torch.allclose(strauss["loss"] - plain["loss"], 0.5 * 5.0 * strauss["overlap"], rtol=1e-3, atol=2e-3)
+    with pytest.raises(ConfigError, match="coverage"):
+        SPAIR(coverage="max")
 
 
 def test_alpha_extent_is_the_box_of_the_masked_glimpse_pixels():
