@@ -54,6 +54,7 @@ def main() -> None:
         # are paid by every cell, on or off, as the authors' spair/trainer.py:162-166): the count prior's
         # price of one more object
         price = m.beta * m.z_pres_beta * -math.log(1 - m.z_pres_prior_prob)
+        shift = m.max_shift * torch.tanh(lat["z_where"][..., 2:])  # (B, N, 2) box centre offsets in cells
         n = boxes.shape[1]
         pair = (on * on.transpose(1, 2)).bool() & ~torch.eye(n, dtype=torch.bool) & (pairwise_iou(boxes.float()) > 0.5)
         rows = []
@@ -66,7 +67,11 @@ def main() -> None:
                 gains.append((nll(off)[i] - full[i]).item())  # reconstruction lost by switching c off
             truth = pairwise_iou(torch.cat([boxes[i, [c1, c2]], true_boxes[i][true_mask[i]]])[None].float())[0, :2, 2:]
             dist = max(abs(a_ - b_) for a_, b_ in zip(divmod(c1, m.G), divmod(c2, m.G)))
-            rows.append((dist, bool(truth.argmax(1)[0] == truth.argmax(1)[1]), min(gains)))
+            # which cell reaches across to the other (box centre shift towards it, in cells); c1 < c2 in
+            # raster order, so c1 is the left / upper one
+            toward = (m.cell_xy[c2] - m.cell_xy[c1]).sign()  # (x, y)
+            reach = [(shift[i, c] * sgn * toward).max().item() for c, sgn in ((c1, 1), (c2, -1))]
+            rows.append((dist, bool(truth.argmax(1)[0] == truth.argmax(1)[1]), min(gains), reach[0] > reach[1]))
     print(f"{a.checkpoint}: {a.val_size} held-out {a.variant} scenes, count_acc {(counts == true_count).float().mean():.3f}, "
           f"mean count {counts.float().mean():.2f} (true {true_count.float().mean():.2f})")
     if not rows:
@@ -78,6 +83,8 @@ def main() -> None:
     print(f"| scenes with a double detection | {len(rows) / a.val_size:.3f} ({len(rows)}) |")
     print(f"| the two cells adjacent (1 cell apart) / farther | {sum(r[0] == 1 for r in rows)} / {sum(r[0] > 1 for r in rows)} |")
     print(f"| both boxes on the same true bird | {sum(r[1] for r in rows)} |")
+    print(f"| the cell reaching across is the left / upper one / the right / lower one | {sum(r[3] for r in rows)} / "
+          f"{sum(not r[3] for r in rows)} |")
     print(f"| reconstruction lost by switching the weaker box off, nats (quartiles) | {q(gain)} |")
     print(f"| what one more object costs: beta z_pres_beta (-log(1 - z_pres_prior_prob)), nats | {price:.1f} |")
     print(f"| doubles the reconstruction pays for (loss > that price) | {sum(g > price for g in gain)} |")

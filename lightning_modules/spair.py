@@ -179,8 +179,11 @@ class SPAIR(RepresentationModule):
         glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (authors:
             2 * z_what_dim; 0: none).
         upsample: ``nearest`` or ``bilinear`` in the conv decoders (authors: bilinear resize).
-        cell_kernel: kernel of the backbone's last strided conv (0: equal to its stride, a
-            receptive field of 18 px on 12-px cells; authors: 4, receptive field 22 px).
+        cell_kernel: kernel of the backbone's last strided conv, with TF 'SAME' padding. 0 (equal to its
+            stride): a receptive field of 18 px on 12-px cells, centred on the cell. 4 (authors): 22 px,
+            but off-centre: 'SAME' pads only the far edge, so a cell sees 3 px into its left / upper
+            neighbour and 7 px into its right / lower one, and claims birds that lie there (measured:
+            the double boxes on Hard are such pairs). 5: 26 px, centred (7 px each side).
         init: ``torch`` (PyTorch's default init) or ``glorot`` (Keras' default, the authors').
         pres_clip: how z_pres logits are kept in [-10, 10]: ``hard`` (the authors' ``tf.clip_by_value``,
             spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes
@@ -342,11 +345,12 @@ class SPAIR(RepresentationModule):
         cell = image_size // grid_size
         # backbone (authors: conv 4x4/2, 4x4/2, then stride 3 to 4x4 cells; 1x1 convs 128, 128, 100)
         stride = cell // 4
-        pad = max(cell_kernel - stride, 0)  # TF 'SAME' padding of the authors' 4x4/3 conv: extra far-edge row/column
-        cell_conv = [nn.ZeroPad2d((0, pad, 0, pad))] if pad else []
+        k = max(cell_kernel, stride)
+        pad = k - stride  # TF 'SAME' padding: the authors' 4x4/3 conv gets one far-edge row/column; a 5x5/3 one each side
+        cell_conv = [nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))] if pad else []
         self.backbone = nn.Sequential(
             nn.Conv2d(channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, w, 4, 2, 1), nn.ReLU(),
-            *cell_conv, nn.Conv2d(w, w, stride + pad, stride), nn.ReLU(),
+            *cell_conv, nn.Conv2d(w, w, k, stride), nn.ReLU(),
             nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, feature_dim, 1), nn.ReLU(),
         )
         self.zl_to_backbone = (nn.Sequential(nn.Linear(z_l_dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())

@@ -114,6 +114,19 @@ def test_sequential_cells_see_their_decided_neighbours():
     assert m.ctx_dim == 4 * (4 + 2 + 4)
 
 
+@pytest.mark.parametrize("cell_kernel, columns", [(0, (9, 26)), (4, (9, 30)), (5, (5, 30))])
+def test_cell_receptive_field(cell_kernel, columns):
+    """Which input columns reach the features of the cell in column 1 (pixels 12-23): 18 px centred,
+    the authors' 22 px reaching 3 px left and 7 px right, or 26 px centred."""
+    torch.manual_seed(0)
+    m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8, cell_kernel=cell_kernel)
+    x = torch.rand(1, 3, 48, 48, requires_grad=True)
+    h = m.backbone[:-6](x)  # up to the cell conv, before the 1x1 layers
+    h[0, :, 1, 1].abs().sum().backward()
+    cols = (x.grad.abs().sum((0, 1, 2)) > 0).nonzero()[:, 0]
+    assert (cols.min().item(), cols.max().item()) == columns
+
+
 def test_bad_grid_is_a_config_error():
     with pytest.raises(ConfigError, match="grid_size"):
         SPAIR(image_size=48, grid_size=5)
