@@ -215,8 +215,9 @@ class SPAIR(RepresentationModule):
             ``weighted`` a second box on a drawn bird is a trap: switching it off passes through
             ``z_pres ~ 0.4``, where the mean fades the bird by ~17 %, so the reconstruction holds
             both boxes on (measured on Hard: removing the weaker box of a double changes the
-            reconstruction by a median -0.2 nats while it costs ~14 in KL). Under ``union`` a box on
-            an already covered pixel changes nothing on the way off (beyond both papers).
+            reconstruction by a median ~0 nats while the count prior charges 10.4). Under ``union`` a box on
+            an already covered pixel changes nothing on the way off; in a Hard fine-tune it did not remove
+            the doubles (README; beyond both papers).
         overlap_beta: weight of a pairwise-interaction (Strauss point-process) term on present objects,
             ``sum_{i<j} z_pres_i z_pres_j IoU(box_i, box_j)`` (boxes detached: only presence is
             pushed), added to the KLs under ``beta``: two boxes on one place cost, two birds side by side
