@@ -57,6 +57,9 @@ from splitlab.errors import ConfigError
 N_WHERE = 4
 # neighbours whose latents a cell sees in sequential mode: (d_row, d_col), all decided before it
 NEIGHBOURS = ((0, -1), (-1, -1), (-1, 0), (-1, 1))
+# what the lateral presence pass sees of each of a cell's 8 neighbours: presence probability, IoU with the
+# cell's box, centre offset (2, in cells), box size (2, in units of max_scale), on the grid
+N_LATERAL = 7
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor, prior_mu: Tensor | float, prior_logvar: Tensor | float) -> Tensor:
@@ -223,6 +226,13 @@ class SPAIR(RepresentationModule):
             pushed), added to the KLs under ``beta``: two boxes on one place cost, two birds side by side
             (IoU < ~0.25) hardly. An unnormalised energy, not a normalised prior (beyond both papers;
             0: off).
+        lateral_pres: a second, parallel presence pass in which each cell sees its 8 neighbours' first-pass
+            presence probabilities and boxes (overlap, offset, size): ``logit = first + lateral(...)``, the
+            lateral head zero-initialised (so a checkpoint without it loads and starts unchanged). Its
+            weights are per neighbour position, so a pair can learn which of the two yields. Parallel cells
+            only (``sequential: false``). The double boxes on Hard are two adjacent cells on one bird, each
+            deciding blind to the other (README, "where the double boxes come from"; beyond both papers;
+            SPAIR's sequential context does this cell by cell).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -274,6 +284,7 @@ class SPAIR(RepresentationModule):
         background_warmup_steps: int = 0,
         coverage: str = "weighted",
         overlap_beta: float = 0.0,
+        lateral_pres: bool = False,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -366,6 +377,11 @@ class SPAIR(RepresentationModule):
                                         hidden=glimpse_hidden)
         self.depth_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim, 64), nn.ReLU(), nn.Linear(64, 2))
         self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
+        if lateral_pres and sequential:
+            raise ConfigError("lateral_pres needs parallel cells: set `model.init_args.sequential: false` (the "
+                              "sequential pass already gives each cell its decided neighbours).")
+        self.lateral_head = (nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 3 + 8 * N_LATERAL, 64), nn.ReLU(),
+                                           nn.Linear(64, 1)) if lateral_pres else None)
         dec_in = z_what_dim + (z_l_dim if concat_z_what else 0)
         self.what_decoder = ConvDecoder(dec_in, channels + 1, glimpse_size, tuple(reversed(glimpse_widths)),
                                         (3,) * len(glimpse_widths), 3, hidden=glimpse_hidden, upsample=upsample,
@@ -383,8 +399,15 @@ class SPAIR(RepresentationModule):
         # cell centres in image fractions, raster order: (N, 2) as (x, y)
         rc = torch.stack(torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij"), -1).view(-1, 2)
         self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
+        # the 8 neighbours of each cell, (N, 8) indices into the cells, N where the neighbour lies off the grid
+        nb = [[(r + dr) * grid_size + c + dc if 0 <= r + dr < grid_size and 0 <= c + dc < grid_size else self.N
+               for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc] for r in range(grid_size) for c in range(grid_size)]
+        self.register_buffer("nb_index", torch.tensor(nb), persistent=False)
         if init == "glorot":
             glorot_init_(self)
+        if self.lateral_head is not None:  # starts as the plain pres head: a checkpoint without it is unchanged
+            nn.init.zeros_(self.lateral_head[-1].weight)
+            nn.init.zeros_(self.lateral_head[-1].bias)
         nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
 
     @property
@@ -431,7 +454,10 @@ class SPAIR(RepresentationModule):
         depth_mu, depth_logvar = self.depth_head(h).chunk(2, -1)
         depth_logvar = depth_logvar.clamp(-10, 4)
         z_depth = reparameterize(depth_mu, depth_logvar) if sample else depth_mu
-        raw = self.pres_head(torch.cat([h, z_depth], -1))
+        h = torch.cat([h, z_depth], -1)
+        raw = self.pres_head(h)
+        if self.lateral_head is not None:
+            raw = raw + self._lateral(h, raw, z_where)
         if self.pres_clip == "straight_through":  # same values, a gradient back from beyond the bound
             logits = _ClipInward.apply(raw, -10.0, 10.0)
         else:
@@ -446,6 +472,22 @@ class SPAIR(RepresentationModule):
         return {"where_mu": where_mu, "where_logvar": where_logvar, "z_where": z_where, "what_mu": what_mu,
                 "what_logvar": what_logvar, "z_what": z_what, "depth_mu": depth_mu, "depth_logvar": depth_logvar,
                 "z_depth": z_depth, "pres_logits": logits, "y": y, "z_pres": z_pres}
+
+    def _lateral(self, h: Tensor, raw: Tensor, z_where: Tensor) -> Tensor:
+        """The lateral presence pass (``lateral_pres``): h (B, N, H) pres-head inputs, raw (B, N, 1) first-pass
+        logits, z_where (B, N, 4) -> (B, N, 1) logit correction from the cell and its 8 neighbours."""
+        b, n = raw.shape[:2]
+        box = self.boxes(z_where)  # (B, N, 4) cx, cy, w, h as image fractions
+        p = torch.sigmoid(raw.float().clamp(-10.0, 10.0))
+        own = torch.cat([p, box[..., :2] * self.G, box[..., 2:] / self.max_scale], -1)  # (B, N, 5)
+        pad = torch.cat([own, own.new_zeros(b, 1, 5)], 1)
+        nb = pad[:, self.nb_index]  # (B, N, 8, 5); off-grid neighbours are zeros
+        on_grid = (self.nb_index < n).to(own.dtype).expand(b, -1, -1).unsqueeze(-1)  # (B, N, 8, 1)
+        iou = pairwise_iou(box_to_xyxy(box, 1, 1))  # (B, N, N)
+        iou = torch.cat([iou, iou.new_zeros(b, n, 1)], 2).gather(2, self.nb_index.expand(b, -1, -1)).unsqueeze(-1)
+        offset = (nb[..., 1:3] - own[:, :, None, 1:3]) * on_grid
+        ctx = torch.cat([nb[..., :1], iou, offset, nb[..., 3:], on_grid], -1).flatten(2)  # (B, N, 8 * N_LATERAL)
+        return self.lateral_head(torch.cat([h, raw, p.to(h.dtype), ctx.to(h.dtype)], -1))
 
     def infer(self, x: Tensor, z_l: Tensor | None = None, sample: bool = True) -> dict[str, Tensor]:
         """All cells' latents and posterior parameters, each (B, N, .), in raster order."""
@@ -599,9 +641,11 @@ class SPAIR(RepresentationModule):
         """The z_pres head in its own group at ``pres_lr_scale`` times the lr; the rest at the lr."""
         if self.pres_lr_scale == 1.0:
             return super().param_groups()
-        pres = {id(p) for p in self.pres_head.parameters()}
-        return [{"params": [p for p in self.parameters() if id(p) not in pres]},
-                {"params": list(self.pres_head.parameters()), "lr_scale": self.pres_lr_scale}]
+        heads = [self.pres_head] + ([self.lateral_head] if self.lateral_head is not None else [])
+        pres = [p for m in heads for p in m.parameters()]
+        ids = {id(p) for p in pres}
+        return [{"params": [p for p in self.parameters() if id(p) not in ids]},
+                {"params": pres, "lr_scale": self.pres_lr_scale}]
 
     # ------------------------------------------------------------------ surface
     def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]:

@@ -503,3 +503,74 @@ def test_background_warmup_teaches_the_background_under_full_object_coverage():
     assert alone > 0 and torch.allclose(half - run(0, 5)[0], 0.5 * alone, rtol=1e-3)
     with pytest.raises(ConfigError, match="background_warmup_steps"):
         SPAIR(background_warmup_steps=-1)
+
+
+def _lateral_model(**kw) -> SPAIR:
+    return SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, max_shift=2.0,
+                 lateral_pres=True, **kw)
+
+
+def test_lateral_pres_starts_as_the_plain_model_and_needs_parallel_cells():
+    """A checkpoint without the lateral head loads (missing only its keys) and infers the same logits."""
+    torch.manual_seed(0)
+    plain = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, max_shift=2.0)
+    lateral = _lateral_model()
+    res = lateral.load_state_dict(plain.state_dict(), strict=False)
+    assert res.missing_keys and all(k.startswith("lateral_head.") for k in res.missing_keys) and not res.unexpected_keys
+    x = torch.rand(2, 3, 48, 48)
+    a, b = plain.infer(x, sample=False), lateral.infer(x, sample=False)
+    assert torch.equal(a["pres_logits"], b["pres_logits"])
+    with pytest.raises(ConfigError, match="sequential"):
+        SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=True, lateral_pres=True)
+
+
+def test_lateral_pres_sees_exactly_the_8_neighbours_and_their_overlap():
+    """Changing one cell's first-pass logit moves the lateral logits of its 3x3 neighbourhood only; a
+    neighbour whose box is the cell's own box shows IoU 1 in its slot."""
+    torch.manual_seed(0)
+    m = _lateral_model()
+    torch.nn.init.normal_(m.lateral_head[-1].weight)
+    h = torch.randn(1, 16, m.lateral_head[0].in_features - 2 - 8 * 7)
+    raw, z_where = torch.randn(1, 16, 1), torch.zeros(1, 16, 4)
+    base = m._lateral(h, raw, z_where)
+    raw2 = raw.clone()
+    raw2[0, 5] += 3.0  # cell (1, 1)
+    moved = (m._lateral(h, raw2, z_where) - base).abs()[0, :, 0] > 1e-6
+    expect = torch.zeros(16, dtype=torch.bool)
+    expect[[0, 1, 2, 4, 5, 6, 8, 9, 10]] = True
+    assert torch.equal(moved, expect)
+    z_where[0, 0, 2] = math.atanh(0.25)   # cell 0 half a cell right, cell 1 half a cell left: one box
+    z_where[0, 1, 2] = math.atanh(-0.25)
+    seen = {}
+    m.lateral_head.register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0]))
+    m._lateral(h, raw, z_where)
+    ctx = seen["x"][0, 0, -8 * 7:].view(8, 7)  # cell 0's neighbour slots, row-major over the 3x3 ring
+    assert ctx[4, 1] == pytest.approx(1.0, abs=1e-5)  # right neighbour: same box
+    assert ctx[4, 2:4].tolist() == pytest.approx([0.0, 0.0], abs=1e-5)  # no centre offset
+    assert ctx[:4, 6].sum() == 0 and ctx[4, 6] == 1  # off-grid slots are marked
+
+
+def test_lateral_pres_learns_which_of_two_cells_on_one_object_yields():
+    """Two cells with identical inputs on one box: a symmetric rule keeps both on or both off; the lateral
+    head's per-position weights learn one on, one off (objective: count 1 wanted, a shared box costs 3)."""
+    torch.manual_seed(0)
+    m = _lateral_model()
+    h = torch.zeros(1, 16, m.lateral_head[0].in_features - 2 - 8 * 7)
+    raw = torch.full((1, 16, 1), -10.0)
+    raw[0, [0, 1]] = 3.0
+    z_where = torch.zeros(1, 16, 4)
+    z_where[0, 0, 2], z_where[0, 1, 2] = math.atanh(0.25), math.atanh(-0.25)
+    opt = torch.optim.Adam(m.lateral_head.parameters(), lr=1e-2)
+
+    def probs():
+        return torch.sigmoid(raw + m._lateral(h, raw, z_where))[0, :2, 0]
+
+    assert probs().tolist() == pytest.approx([0.953, 0.953], abs=1e-3)  # zero-initialised: both on
+    for _ in range(300):
+        p = probs()
+        loss = -(p[0] + p[1]) + 3 * p[0] * p[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    p = sorted(probs().tolist())
+    assert p[0] < 0.1 and p[1] > 0.9
