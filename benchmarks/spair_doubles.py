@@ -9,7 +9,10 @@ bird, and what switching the weaker box off changes in the reconstruction (nats,
 hard z_pres) next to what one more object costs in the objective (the count prior's price; the
 other KLs are paid by every cell, on or off).
 A double that the reconstruction pays for is the objective's choice; one it does not pay for is
-an optimisation trap.
+an optimisation trap. ``--gradients S`` adds, averaged over S posterior samples of a training
+step's loss, the gradient of the loss on each cell's z_pres logit for the weaker and the stronger box
+of each double, single present boxes and absent cells: whether the objective's gradient tells the
+two cells of a double apart.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ def main() -> None:
     p.add_argument("--variant", default="hard", choices=["easy", "hard"])
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--gradients", type=int, default=0, metavar="S", help="also the z_pres logit gradients over S samples")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -88,6 +92,39 @@ def main() -> None:
     print(f"| reconstruction lost by switching the weaker box off, nats (quartiles) | {q(gain)} |")
     print(f"| what one more object costs: beta z_pres_beta (-log(1 - z_pres_prior_prob)), nats | {price:.1f} |")
     print(f"| doubles the reconstruction pays for (loss > that price) | {sum(g > price for g in gain)} |")
+    if a.gradients:
+        logit_gradients(m, x, on[..., 0].bool(), pair, lat["pres_logits"][..., 0], a.gradients)
+
+
+def logit_gradients(m: SPAIR, x: torch.Tensor, on: torch.Tensor, pair: torch.Tensor, logits: torch.Tensor, samples: int) -> None:
+    """The training loss's gradient on each cell's z_pres logit (per image, after the prior anneal), mean
+    over ``samples`` posterior samples, by kind of cell. Positive: gradient descent lowers the logit."""
+    weak = (pair & (logits[:, :, None] < logits[:, None, :])).any(2)  # the weaker box of a double
+    kinds = {"weaker box of a double": weak, "stronger box of a double": pair.any(2) & ~weak,
+             "single present box": on & ~pair.any(2), "absent cell": ~on}
+    m.train()
+    m.step_count = lambda: 10**9  # the annealed prior
+    infer, kept = m.infer, {}
+
+    def keep(*args, **kw):
+        out = infer(*args, **kw)
+        out["pres_logits"].retain_grad()
+        kept["logits"] = out["pres_logits"]
+        return out
+
+    m.infer = keep
+    grad = torch.zeros_like(logits)
+    for s in range(samples):
+        torch.manual_seed(s)
+        m.zero_grad()
+        (m.compute_loss(x)["loss"] * x.shape[0]).backward()
+        grad += kept["logits"].grad[..., 0] / samples
+    print(f"\n| cell ({samples} samples) | cells | dLoss/dlogit quartiles | share the gradient pushes on |\n|---|---|---|---|")
+    for name, mask in kinds.items():
+        v = grad[mask]
+        if len(v):
+            qs = " / ".join(f"{t:.2f}" for t in torch.quantile(v, torch.tensor([0.25, 0.5, 0.75])).tolist())
+            print(f"| {name} | {len(v)} | {qs} | {(v < 0).float().mean():.2f} |")
 
 
 if __name__ == "__main__":
