@@ -233,6 +233,13 @@ class SPAIR(RepresentationModule):
             only (``sequential: false``). The double boxes on Hard are two adjacent cells on one bird, each
             deciding blind to the other (README, "where the double boxes come from"; beyond both papers;
             SPAIR's sequential context does this cell by cell).
+        pres_credit: weight of a leave-one-out credit term for presence (0: off; beyond both papers). Each
+            training step picks one present cell per image and measures, with hard presences, the
+            reconstruction lost by switching it off against the count prior's price of keeping it
+            (``beta * z_pres_beta * -prior_log_odds``); the advantage ``A`` (nats) scales a score-function
+            term ``-A log sigmoid(logit)`` on that cell. The relaxed gradient pushes every present box off
+            alike, a box on its bird or the second box of a double (measured, README); this term tells
+            them apart by what each box buys. One extra render of the batch per step.
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -285,6 +292,7 @@ class SPAIR(RepresentationModule):
         coverage: str = "weighted",
         overlap_beta: float = 0.0,
         lateral_pres: bool = False,
+        pres_credit: float = 0.0,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -318,6 +326,8 @@ class SPAIR(RepresentationModule):
             raise ConfigError(f"coverage must be 'weighted' or 'union', got {coverage!r}; set `model.init_args.coverage`.")
         check_positive("overlap_beta", overlap_beta, "model.init_args.overlap_beta", allow_zero=True)
         self.coverage, self.overlap_beta = coverage, overlap_beta
+        check_positive("pres_credit", pres_credit, "model.init_args.pres_credit", allow_zero=True)
+        self.pres_credit = pres_credit
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -591,6 +601,31 @@ class SPAIR(RepresentationModule):
         p = z_pres[..., 0].float()
         return (p.unsqueeze(2) * p.unsqueeze(1) * iou).triu(1).sum((1, 2))
 
+    def credit(self, x: Tensor, lat: Mapping[str, Tensor], bg: Tensor, appearance: Tensor, prior_log_odds: Tensor) -> Tensor:
+        """Leave-one-out presence credit (``pres_credit``), a score-function term for one present cell per image.
+
+        Args:
+            x (B, C, H, W); lat: :meth:`infer`'s output; bg (B, C, H, W); appearance (B, N, C+1, g, g);
+            prior_log_odds (B, N): the count prior's log-odds of each cell being on.
+        Returns:
+            (B,) ``-A log sigmoid(logit)`` at the picked cell, ``A`` = reconstruction lost by switching it off
+            (hard presences, nats) - ``-prior_log_odds`` (the prior's price of keeping it on, in the units
+            of the kl_pres term it is added to); 0 for an image with no present cell.
+        """
+        b, n = lat["z_pres"].shape[:2]
+        with torch.no_grad():
+            on = (lat["z_pres"] > 0.5).float()  # (B, N, 1)
+            one = F.one_hot(torch.multinomial(on[..., 0] + 1e-6, 1)[:, 0], n).unsqueeze(-1).float()  # (B, N, 1)
+            picked_on = (on * one).sum((1, 2))
+            two = lambda t: torch.cat([t, t])  # noqa: E731  both composites in one render
+            r = self.render(two(lat["z_what"]), two(lat["z_where"]), two(lat["z_depth"]), torch.cat([on, on * (1 - one)]),
+                            two(bg), appearance=two(appearance))["recon"]
+            nll = self.recon_nll(r, two(x))
+            lost = (nll[b:] - nll[:b]) / (self.beta * self.z_pres_beta)  # in kl_pres units
+            advantage = (lost + (prior_log_odds * one[..., 0]).sum(1)) * picked_on
+        logit = (lat["pres_logits"][..., 0].float() * one[..., 0]).sum(1)
+        return -advantage * F.logsigmoid(logit)
+
     def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
         z_l = None
@@ -618,6 +653,9 @@ class SPAIR(RepresentationModule):
         if self.overlap_beta > 0:
             terms["overlap"] = self.overlap(lat["z_where"], lat["z_pres"])
             prior = prior + self.overlap_beta * terms["overlap"]
+        if self.training and self.pres_credit > 0:
+            terms["pres_credit"] = self.credit(x, lat, bg, out["appearance"], prior_log_odds)
+            prior = prior + self.pres_credit * self.z_pres_beta * terms["pres_credit"]
         what_beta = self.z_what_beta
         if self.z_what_beta_start is not None:  # KL warm-up along the prior anneal (host float, no sync)
             what_beta = self.z_what_beta_start + (self.z_what_beta - self.z_what_beta_start) * a

@@ -574,3 +574,42 @@ def test_lateral_pres_learns_which_of_two_cells_on_one_object_yields():
         opt.step()
     p = sorted(probs().tolist())
     assert p[0] < 0.1 and p[1] > 0.9
+
+
+def test_pres_credit_pushes_a_second_box_off_and_a_lone_box_on():
+    """Leave-one-out credit on hand-built scenes: a white square on black drawn by cell 0's box. With a
+    second present cell on the same box (a double), switching either off loses nothing, the advantage is
+    the prior's price (negative) and the picked logit is pushed down; with cell 0 alone, switching it off
+    loses the square, and its logit is pushed up. Off by default; a config error when negative."""
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, max_shift=2.0,
+              recon_sigma=0.2, pres_credit=1.0, z_pres_prior_prob=0.99)
+    b, n, g = 1, 16, 8
+    z_where = torch.zeros(b, n, 4)
+    z_where[:, 1, 2] = math.atanh(-0.5)  # cell 1's box on cell 0's box (12-px boxes at size logit 0)
+    appearance = torch.ones(b, n, 4, g, g)  # white, alpha 1
+    bg = torch.zeros(b, 3, 48, 48)
+    x = bg.clone()
+    x[..., 0:12, 0:12] = 1.0  # the square under cell 0's box
+    on = -10.0 * torch.ones(b, n, 1)
+
+    def credit(cells):
+        logits = on.clone()
+        logits[0, cells] = 3.0
+        logits.requires_grad_(True)
+        z_pres = (logits > 0).float()
+        lat = {"z_what": torch.zeros(b, n, 8), "z_where": z_where, "z_depth": torch.zeros(b, n, 1), "z_pres": z_pres,
+               "pres_logits": logits}
+        prior = count_prior_log_odds(z_pres[..., 0], 0.99)
+        c = m.credit(x, lat, bg, appearance, prior)
+        c.sum().backward()
+        return c, logits.grad[0, :, 0]
+
+    for seed in range(4):  # whichever of the pair is picked
+        torch.manual_seed(seed)
+        c, grad = credit([0, 1])
+        picked = grad.abs().argmax().item()
+        assert picked in (0, 1) and grad[picked] > 0  # descent lowers the picked box of the double
+    c, grad = credit([0])
+    assert grad[0] < 0 and grad[1:].abs().sum() == 0  # the lone box is pushed on, nothing else moves
+    with pytest.raises(ConfigError, match="pres_credit"):
+        SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit=-1.0)
