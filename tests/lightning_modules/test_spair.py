@@ -613,3 +613,14 @@ def test_pres_credit_pushes_a_second_box_off_and_a_lone_box_on():
     assert grad[0] < 0 and grad[1:].abs().sum() == 0  # the lone box is pushed on, nothing else moves
     with pytest.raises(ConfigError, match="pres_credit"):
         SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit=-1.0)
+
+
+def test_pres_credit_applies_from_its_start_step_only():
+    torch.manual_seed(0)
+    m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit=1.0,
+              pres_credit_start=100)
+    x = torch.rand(2, 3, 48, 48)
+    m.step_count = lambda: 99
+    assert "pres_credit" not in m.compute_loss(x)
+    m.step_count = lambda: 100
+    assert "pres_credit" in m.compute_loss(x)
