@@ -119,12 +119,13 @@ def logit_gradients(m: SPAIR, x: torch.Tensor, on: torch.Tensor, pair: torch.Ten
         m.zero_grad()
         (m.compute_loss(x)["loss"] * x.shape[0]).backward()
         grad += kept["logits"].grad[..., 0] / samples
-    print(f"\n| cell ({samples} samples) | cells | dLoss/dlogit quartiles | share the gradient pushes on |\n|---|---|---|---|")
+    print(f"\n| cell ({samples} samples) | cells | logit quartiles | dLoss/dlogit quartiles | share the gradient pushes on |"
+          "\n|---|---|---|---|---|")
+    quartiles = lambda v: " / ".join(f"{t:.2f}" for t in torch.quantile(v, torch.tensor([0.25, 0.5, 0.75])).tolist())  # noqa: E731
     for name, mask in kinds.items():
         v = grad[mask]
         if len(v):
-            qs = " / ".join(f"{t:.2f}" for t in torch.quantile(v, torch.tensor([0.25, 0.5, 0.75])).tolist())
-            print(f"| {name} | {len(v)} | {qs} | {(v < 0).float().mean():.2f} |")
+            print(f"| {name} | {len(v)} | {quartiles(logits[mask])} | {quartiles(v)} | {(v < 0).float().mean():.2f} |")
 
 
 if __name__ == "__main__":

@@ -614,8 +614,8 @@ class SPAIR(RepresentationModule):
             prior_log_odds (B, N): the count prior's log-odds of each cell being on.
         Returns:
             (B,) ``-A log sigmoid(logit)`` at the picked cell, ``A`` = reconstruction lost by switching it off
-            (hard presences, nats) - ``-prior_log_odds`` (the prior's price of keeping it on, in the units
-            of the kl_pres term it is added to); 0 for an image with no present cell.
+            (hard presences, nats) - ``beta * z_pres_beta * -prior_log_odds`` (the prior's price of keeping
+            it on, in the same loss units); 0 for an image with no present cell.
         """
         b, n = lat["z_pres"].shape[:2]
         with torch.no_grad():
@@ -626,8 +626,8 @@ class SPAIR(RepresentationModule):
             r = self.render(two(lat["z_what"]), two(lat["z_where"]), two(lat["z_depth"]), torch.cat([on, on * (1 - one)]),
                             two(bg), appearance=two(appearance))["recon"]
             nll = self.recon_nll(r, two(x))
-            lost = (nll[b:] - nll[:b]) / (self.beta * self.z_pres_beta)  # in kl_pres units
-            advantage = (lost + (prior_log_odds * one[..., 0]).sum(1)) * picked_on
+            price = -self.beta * self.z_pres_beta * (prior_log_odds * one[..., 0]).sum(1)
+            advantage = (nll[b:] - nll[:b] - price) * picked_on
         logit = (lat["pres_logits"][..., 0].float() * one[..., 0]).sum(1)
         return -advantage * F.logsigmoid(logit)
 
@@ -660,11 +660,12 @@ class SPAIR(RepresentationModule):
             prior = prior + self.overlap_beta * terms["overlap"]
         if self.training and self.pres_credit > 0 and self.step_count() >= self.pres_credit_start:
             terms["pres_credit"] = self.credit(x, lat, bg, out["appearance"], prior_log_odds)
-            prior = prior + self.pres_credit * self.z_pres_beta * terms["pres_credit"]
         what_beta = self.z_what_beta
         if self.z_what_beta_start is not None:  # KL warm-up along the prior anneal (host float, no sync)
             what_beta = self.z_what_beta_start + (self.z_what_beta - self.z_what_beta_start) * a
         loss = terms["recon"] + self.beta * (what_beta * terms["kl_what"] + prior) + self.z_bg_beta * terms["kl_bg"]
+        if "pres_credit" in terms:  # already in loss units (its advantage weighs the prior's price by beta)
+            loss = loss + self.pres_credit * terms["pres_credit"]
         if z_l is not None:
             loss = loss + terms["aux_recon"] + self.z_l_beta * terms["kl_l"]
         warmup = self.warmup_weight(self.object_warmup_steps)
