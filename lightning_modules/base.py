@@ -198,10 +198,12 @@ class RepresentationModule(Reloadable, pl.LightningModule):
 
     # ---- NaN / Inf guard
     def _track_nonfinite(self, terms: dict[str, Tensor]) -> None:
-        if not self._term_names:
-            self._term_names = list(terms)
-            self._bad_terms = torch.zeros(len(terms), dtype=torch.bool, device=self._bad_step.device)
-        bad = torch.stack([~torch.isfinite(v.detach()).all() for v in terms.values()])
+        false = torch.zeros((), dtype=torch.bool, device=self._bad_step.device)
+        if any(k not in self._term_names for k in terms):  # first step, or a term that starts mid-run
+            known = dict(zip(self._term_names, self._bad_terms.unbind(0))) if self._term_names else {}
+            self._term_names = self._term_names + [k for k in terms if k not in self._term_names]
+            self._bad_terms = torch.stack([known.get(k, false) for k in self._term_names])
+        bad = torch.stack([~torch.isfinite(terms[k].detach()).all() if k in terms else false for k in self._term_names])
         newly = bad.any() & (self._bad_step < 0)
         step = torch.as_tensor(self.global_step, device=bad.device)
         self._bad_step = torch.where(newly, step, self._bad_step)

@@ -68,3 +68,18 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_last_ckpt(tmp_path):
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 8  # the save at step 12 was refused; step 8's survives
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_guard_takes_a_loss_term_that_starts_mid_run():
+    """A term that joins at some step (e.g. SPAIR's ``pres_credit_start``) neither crashes the guard nor hides a NaN."""
+    from lightning_modules.base import NonFiniteLossError
+    from lightning_modules.vae import VAE
+
+    m = VAE(image_size=16, channels=1)
+    one = torch.tensor(1.0)
+    m._track_nonfinite({"recon": one, "loss": one})
+    m._track_nonfinite({"recon": one, "late": one, "loss": one})  # a ninth term at step 2000 crashed here before
+    m.check_finite()
+    m._track_nonfinite({"recon": one, "late": torch.tensor(float("nan")), "loss": torch.tensor(float("nan"))})
+    with pytest.raises(NonFiniteLossError, match=r"\['late'\]"):
+        m.check_finite()
