@@ -244,6 +244,9 @@ class SPAIR(RepresentationModule):
             all-on start on (measured on Hard: every cell on at 2,000 steps with w = 30, where the run
             without it counts at 0.55: each box pays for the patch of checkerboard it paints); start it
             once the cells have left that state, e.g. after ``background_warmup_steps``.
+        pres_credit_off_only: keep only the advantage's negative part, ``min(A, 0)``: the term then only
+            switches off a box whose removal the loss prefers (the second box of a double) and never holds
+            one on, which leaves the relaxed gradient alone to decide when cells leave the all-on start.
         local_branch: the SPLIT branch; ``None`` for SPAIR.
         concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
             paper: glimpse decoder only).
@@ -298,6 +301,7 @@ class SPAIR(RepresentationModule):
         lateral_pres: bool = False,
         pres_credit: float = 0.0,
         pres_credit_start: int = 0,
+        pres_credit_off_only: bool = False,
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
@@ -333,6 +337,7 @@ class SPAIR(RepresentationModule):
         self.coverage, self.overlap_beta = coverage, overlap_beta
         check_positive("pres_credit", pres_credit, "model.init_args.pres_credit", allow_zero=True)
         self.pres_credit, self.pres_credit_start = pres_credit, pres_credit_start
+        self.pres_credit_off_only = pres_credit_off_only
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -628,6 +633,8 @@ class SPAIR(RepresentationModule):
             nll = self.recon_nll(r, two(x))
             price = -self.beta * self.z_pres_beta * (prior_log_odds * one[..., 0]).sum(1)
             advantage = (nll[b:] - nll[:b] - price) * picked_on
+            if self.pres_credit_off_only:  # switch redundant boxes off, never hold one on
+                advantage = advantage.clamp(max=0.0)
         logit = (lat["pres_logits"][..., 0].float() * one[..., 0]).sum(1)
         return -advantage * F.logsigmoid(logit)
 

@@ -611,6 +611,12 @@ def test_pres_credit_pushes_a_second_box_off_and_a_lone_box_on():
         assert picked in (0, 1) and grad[picked] > 0  # descent lowers the picked box of the double
     c, grad = credit([0])
     assert grad[0] < 0 and grad[1:].abs().sum() == 0  # the lone box is pushed on, nothing else moves
+    m.pres_credit_off_only = True  # only the negative part of the advantage: doubles off, nothing held on
+    torch.manual_seed(0)
+    c, grad = credit([0, 1])
+    assert grad[grad.abs().argmax()] > 0
+    c, grad = credit([0])
+    assert grad.abs().sum() == 0
     with pytest.raises(ConfigError, match="pres_credit"):
         SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit=-1.0)
 
