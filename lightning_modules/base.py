@@ -198,11 +198,11 @@ class RepresentationModule(Reloadable, pl.LightningModule):
 
     # ---- NaN / Inf guard
     def _track_nonfinite(self, terms: dict[str, Tensor]) -> None:
-        false = torch.zeros((), dtype=torch.bool, device=self._bad_step.device)
-        if any(k not in self._term_names for k in terms):  # first step, or a term that starts mid-run
-            known = dict(zip(self._term_names, self._bad_terms.unbind(0))) if self._term_names else {}
-            self._term_names = self._term_names + [k for k in terms if k not in self._term_names]
-            self._bad_terms = torch.stack([known.get(k, false) for k in self._term_names])
+        new = [k for k in terms if k not in self._term_names]
+        if new:  # the first step, or a term that joins mid-run (e.g. SPAIR's pres_credit_start)
+            self._term_names += new
+            self._bad_terms = torch.cat([self._bad_terms, self._bad_terms.new_zeros(len(new))])
+        false = self._bad_terms.new_zeros(())
         bad = torch.stack([~torch.isfinite(terms[k].detach()).all() if k in terms else false for k in self._term_names])
         newly = bad.any() & (self._bad_step < 0)
         step = torch.as_tensor(self.global_step, device=bad.device)
