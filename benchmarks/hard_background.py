@@ -10,7 +10,7 @@ every ``--every`` steps prints the RMSE of its reconstruction of 400 held-out ba
 validation colours), next to the RMSE of the best constant (each image's mean colour: what a
 background that has not learned the pattern draws) and KL(z_bg). In SPAIR on Hard the objects
 switch off only once the background draws the checkerboard better than they do: at recon_sigma
-0.2 sixteen objects cost ~170 nats, so the background must reach an RMSE of ~0.05 (README).
+0.2 sixteen objects cost ~170 nats, so the background must reach an RMSE of ~0.05 (benchmarks/results/fig8_log.md).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ colours) with Adam at the config's learning rate and gradient clipping 1.0, and 
 mean predicted count, mean absolute count error, the share of scenes with every cell on, the share with a
 double detection (two present boxes with IoU > 0.5) and the RMSE of the background model's
 image alone against the scene (birds included: how much of the scene the background draws),
-next to the majority-count baseline. This is the table in the README's SPAIR results.
+next to the majority-count baseline. These are the bare-loop tables of benchmarks/results/fig8_log.md.
 """
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ class SPAIR(RepresentationModule):
             both boxes on (measured on Hard: removing the weaker box of a double changes the
             reconstruction by a median ~0 nats while the count prior charges 10.4). Under ``union`` a box on
             an already covered pixel changes nothing on the way off; in a Hard fine-tune it did not remove
-            the doubles (README; beyond both papers).
+            the doubles (benchmarks/results/fig8_log.md; beyond both papers).
         overlap_beta: weight of a pairwise-interaction (Strauss point-process) term on present objects,
             ``sum_{i<j} z_pres_i z_pres_j IoU(box_i, box_j)`` (boxes detached: only presence is
             pushed), added to the KLs under ``beta``: two boxes on one place cost, two birds side by side
@@ -231,14 +231,14 @@ class SPAIR(RepresentationModule):
             lateral head zero-initialised (so a checkpoint without it loads and starts unchanged). Its
             weights are per neighbour position, so a pair can learn which of the two yields. Parallel cells
             only (``sequential: false``). The double boxes on Hard are two adjacent cells on one bird, each
-            deciding blind to the other (README, "where the double boxes come from"; beyond both papers;
+            deciding blind to the other (benchmarks/results/fig8_log.md, "where the double boxes come from"; beyond both papers;
             SPAIR's sequential context does this cell by cell).
         pres_credit: weight of a leave-one-out credit term for presence (0: off; beyond both papers). Each
             training step picks one present cell per image and measures, with hard presences, the
             reconstruction lost by switching it off against the count prior's price of keeping it
             (``beta * z_pres_beta * -prior_log_odds``); the advantage ``A`` (nats) scales a score-function
             term ``-A log sigmoid(logit)`` on that cell. The relaxed gradient pushes every present box off
-            alike, a box on its bird or the second box of a double (measured, README); this term tells
+            alike, a box on its bird or the second box of a double (measured, benchmarks/results/fig8_log.md); this term tells
             them apart by what each box buys. One extra render of the batch per step.
         pres_credit_start: training step from which ``pres_credit`` applies. From step 0 it holds an
             all-on start on (measured on Hard: every cell on at 2,000 steps with w = 30, where the run
