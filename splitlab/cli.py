@@ -50,6 +50,22 @@ class SplitlabCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False, "overwrite": True})
         super().__init__(model_class=None, datamodule_class=None, args=args, run=run, **kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path FILE`` Lightning builds the model from the checkpoint's saved values, so that a
+        resumed run goes on as it was. A model value that the config or command line sets differently is then
+        silently dropped; print which ones, so a changed value is never mistaken for a tested one."""
+        sub = self.config.get("subcommand")
+        before = _flat(self.config[sub].get("model")) if sub else {}
+        super()._parse_ckpt_path()
+        after = _flat(self.config[sub].get("model")) if sub else {}
+        dropped = {k: (v, after[k]) for k, v in before.items() if k in after and after[k] != v}
+        if dropped:
+            listed = "; ".join(f"{k}: {v!r} -> {w!r}" for k, (v, w) in sorted(dropped.items()))
+            print(f"\nsplitlab: resuming from {self.config[sub].get('ckpt_path')}: the model is built with the "
+                  f"checkpoint's own values, so these model values from the config or command line are not used "
+                  f"(yours -> the checkpoint's): {listed}. To train with new model values, start a new run "
+                  "(without --ckpt_path).\n", file=sys.stderr)
+
     def _run_config(self) -> Any:
         return self.config.get(self.subcommand) if self.subcommand else self.config
 
@@ -108,6 +124,18 @@ def main(args: Any = None) -> None:
             raise
         print(f"\nsplitlab error: {ours}", file=sys.stderr)
         sys.exit(2)
+
+
+def _flat(node: Any, prefix: str = "model") -> dict[str, Any]:
+    """A (nested) config node as ``{"model.init_args.x": value}``, for comparing two parses."""
+    if hasattr(node, "as_dict"):
+        node = node.as_dict()
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: node}
 
 
 def _find_ours(e: BaseException | None) -> SplitlabError | None:

@@ -194,3 +194,9 @@ def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
     assert (run / "metrics_fit.json").exists() and (run / "metrics_test.json").exists()
     r = run_cli(["predict", *small, "--ckpt_path=last", "--trainer.limit_predict_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
+    # a checkpoint file: Lightning builds the model from the checkpoint's values; a changed one is named, not lost silently
+    r = run_cli(["validate", *small, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "--model.init_args.beta=2.0",
+                 "--trainer.limit_val_batches=1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "not used" in r.stderr and "model.init_args.beta: 2.0 -> 1.0" in r.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["beta"] == 1.0

@@ -619,6 +619,21 @@ def test_pres_credit_pushes_a_second_box_off_and_a_lone_box_on():
     assert grad.abs().sum() == 0
     with pytest.raises(ConfigError, match="pres_credit"):
         SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit=-1.0)
+    # the bce form: the same direction, but the push off grows with the box's certainty instead of vanishing
+    m.pres_credit_off_only = False
+    pushes = {}
+    for form in ("score", "bce"):
+        m.pres_credit_loss = form
+        torch.manual_seed(0)
+        c, grad = credit([0, 1])  # the double at logit 3 (p = 0.95): the advantage is the prior's price, < 0
+        pushes[form] = grad[grad.abs().argmax()].item()
+        c, grad = credit([0])  # a lone box: A > 0, where the two forms are one term
+        pushes[form, "lone"] = grad[0].item()
+    p = torch.sigmoid(torch.tensor(3.0)).item()
+    assert pushes["score"] > 0 and pushes["bce"] == pytest.approx(pushes["score"] * p / (1 - p), rel=1e-4)
+    assert pushes["bce", "lone"] == pytest.approx(pushes["score", "lone"]) and pushes["bce", "lone"] < 0
+    with pytest.raises(ConfigError, match="pres_credit_loss"):
+        SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False, pres_credit_loss="mse")
 
 
 def test_pres_credit_applies_from_its_start_step_only():
