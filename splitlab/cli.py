@@ -61,7 +61,7 @@ class SplitlabCLI(LightningCLI):
         dropped = {k: (v, after[k]) for k, v in before.items() if k in after and after[k] != v}
         if dropped:
             listed = "; ".join(f"{k}: {v!r} -> {w!r}" for k, (v, w) in sorted(dropped.items()))
-            print(f"\nsplitlab: resuming from {self.config[sub].get('ckpt_path')}: the model is built with the "
+            print(f"\nsplitlab: --ckpt_path {self.config[sub].get('ckpt_path')}: Lightning builds the model with the "
                   f"checkpoint's own values, so these model values from the config or command line are not used "
                   f"(yours -> the checkpoint's): {listed}. To train with new model values, start a new run "
                   "(without --ckpt_path).\n", file=sys.stderr)
