@@ -55,12 +55,16 @@ class SplitlabCLI(LightningCLI):
         resumed run goes on as it was. A model value that the config or command line sets differently is then
         silently dropped; print which ones, so a changed value is never mistaken for a tested one."""
         sub = self.config.get("subcommand")
-        before = _flat(self.config[sub].get("model")) if sub else {}
+        def model_values() -> dict[str, Any]:  # jsonargparse flattens: {"init_args.beta": 1.0, ...}
+            node = self.config[sub].get("model") if sub else None
+            return dict(node.items()) if node is not None else {}
+
+        before = model_values()
         super()._parse_ckpt_path()
-        after = _flat(self.config[sub].get("model")) if sub else {}
+        after = model_values()
         dropped = {k: (v, after[k]) for k, v in before.items() if k in after and after[k] != v}
         if dropped:
-            listed = "; ".join(f"{k}: {v!r} -> {w!r}" for k, (v, w) in sorted(dropped.items()))
+            listed = "; ".join(f"model.{k}: {v!r} -> {w!r}" for k, (v, w) in sorted(dropped.items()))
             print(f"\nsplitlab: --ckpt_path {self.config[sub].get('ckpt_path')}: Lightning builds the model with the "
                   f"checkpoint's own values, so these model values from the config or command line are not used "
                   f"(yours -> the checkpoint's): {listed}. To train with new model values, start a new run "
@@ -124,18 +128,6 @@ def main(args: Any = None) -> None:
             raise
         print(f"\nsplitlab error: {ours}", file=sys.stderr)
         sys.exit(2)
-
-
-def _flat(node: Any, prefix: str = "model") -> dict[str, Any]:
-    """A (nested) config node as ``{"model.init_args.x": value}``, for comparing two parses."""
-    if hasattr(node, "as_dict"):
-        node = node.as_dict()
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
-        return out
-    return {prefix: node}
 
 
 def _find_ours(e: BaseException | None) -> SplitlabError | None:
