@@ -1,0 +1,54 @@
+"""Table of the runs that ``benchmarks/cli_seeds.sh`` (or any ``lightning fit`` with ``CountingCallback``) left in
+run folders: count_acc at every count check, the last check's other counting metrics, and mean ± std per model.
+
+    python benchmarks/cli_seeds.py runs/cli_seeds [runs/bce ...]     # folders holding <model>_s<seed>/history.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+
+LAST = ("count_acc", "count_acc_unseen_bg", "box_map50", "count_mean", "double_detection")
+
+
+def runs(folders: list[str]) -> dict[str, list[dict]]:
+    """``{"<model>_s<seed>": [{"step": ..., "count_acc": ..., ...}, ...]}``, the rows with counting metrics."""
+    out = {}
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name, "history.jsonl")
+            if "_s" not in name or not os.path.exists(path):
+                continue
+            rows = [json.loads(line) for line in open(path) if line.strip()]
+            rows = [{"step": r["step"], **{k[4:]: v for k, v in r["metrics"].items() if k.startswith("val/")}}
+                    for r in rows if "val/count_acc" in r["metrics"]]
+            # Lightning keeps the last logged value between count checks: drop rows that only repeat one
+            rows = [r for i, r in enumerate(rows) if i in (0, len(rows) - 1) or any(r.get(k) != rows[i - 1].get(k) for k in LAST)]
+            if rows:
+                out[name] = rows
+    return out
+
+
+def table(all_runs: dict[str, list[dict]]) -> str:
+    lines = ["| run | count_acc at each check (step: value) | " + " | ".join(LAST) + " |",
+             "|---|---|" + "---|" * len(LAST)]
+    by_model: dict[str, list[float]] = {}
+    for name, rows in all_runs.items():
+        checks = ", ".join(f"{r['step']}: {r['count_acc']:.3f}" for r in rows)
+        last = rows[-1]
+        lines.append(f"| {name} | {checks} | " + " | ".join(f"{last.get(k, float('nan')):.3f}" for k in LAST) + " |")
+        by_model.setdefault(name.rsplit("_s", 1)[0] + f" (step {last['step']})", []).append(last["count_acc"])
+    lines.append("")
+    for model, accs in by_model.items():
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        lines.append(f"{model}: count_acc {statistics.mean(accs):.3f} ± {sd:.3f} (n={len(accs)}: "
+                     + " / ".join(f"{a:.3f}" for a in accs) + ")")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+")
+    print(table(runs(p.parse_args().folders)))
