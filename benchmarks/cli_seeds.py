@@ -10,22 +10,36 @@ import json
 import os
 import statistics
 
+import yaml
+
 LAST = ("count_acc", "count_acc_unseen_bg", "box_map50", "count_mean", "double_detection")
 
 
+def count_every(folder: str) -> int:
+    """``every_n_epochs`` of the run's ``CountingCallback``, read from the ``config.yaml`` the CLI saved (1 if none)."""
+    path = os.path.join(folder, "config.yaml")
+    config = yaml.safe_load(open(path)) if os.path.exists(path) else {}
+    for cb in (config.get("trainer") or {}).get("callbacks") or []:
+        if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("CountingCallback"):
+            return int((cb.get("init_args") or {}).get("every_n_epochs", 1))
+    return 1
+
+
 def runs(folders: list[str]) -> dict[str, list[dict]]:
-    """``{"<model>_s<seed>": [{"step": ..., "count_acc": ..., ...}, ...]}``, the rows with counting metrics."""
+    """``{"<model>_s<seed>": [{"step": ..., "count_acc": ..., ...}, ...]}``, one row per count check.
+
+    MetricsJSON writes a row every validation epoch, and between count checks Lightning repeats the last counting
+    values, so only the epochs at which ``CountingCallback`` ran (``(epoch + 1) % every_n_epochs == 0``) are kept."""
     out = {}
     for folder in folders:
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name, "history.jsonl")
             if "_s" not in name or not os.path.exists(path):
                 continue
+            every = count_every(os.path.join(folder, name))
             rows = [json.loads(line) for line in open(path) if line.strip()]
             rows = [{"step": r["step"], **{k[4:]: v for k, v in r["metrics"].items() if k.startswith("val/")}}
-                    for r in rows if "val/count_acc" in r["metrics"]]
-            # Lightning keeps the last logged value between count checks: drop rows that only repeat one
-            rows = [r for i, r in enumerate(rows) if i in (0, len(rows) - 1) or any(r.get(k) != rows[i - 1].get(k) for k in LAST)]
+                    for r in rows if "val/count_acc" in r["metrics"] and (r["epoch"] + 1) % every == 0]
             if rows:
                 out[name] = rows
     return out
