@@ -17,8 +17,10 @@ LAST = ("count_acc", "count_acc_unseen_bg", "box_map50", "count_mean", "double_d
 
 def count_every(folder: str) -> int:
     """``every_n_epochs`` of the run's ``CountingCallback``, read from the ``config.yaml`` the CLI saved (1 if none)."""
-    path = os.path.join(folder, "config.yaml")
-    config = yaml.safe_load(open(path)) if os.path.exists(path) else {}
+    path, config = os.path.join(folder, "config.yaml"), {}
+    if os.path.exists(path):
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
     for cb in (config.get("trainer") or {}).get("callbacks") or []:
         if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("CountingCallback"):
             return int((cb.get("init_args") or {}).get("every_n_epochs", 1))
