@@ -212,6 +212,13 @@ class SPAIR(RepresentationModule):
             scene's stationary pattern (Hard's checkerboard) even while every cell is on and covers
             it. Without it the background gets no gradient where objects cover the image, so objects
             that paint the checkerboard stay on (beyond both papers; 0: off, as the authors).
+        background_warmup_hold: while more than half of the batch's cells are on (the all-on start),
+            the background warm-up weight does not fall below this value, also after
+            ``background_warmup_steps``; once the cells have gone off it fades as before. On Hard the runs
+            that stay all on are those whose background posterior collapses as the warm-up fades
+            (kl_bg 41 -> 8.6 nats while every cell stays on; the good runs' kl_bg rises to 60-90 and
+            then the cells go off; benchmarks/results/fig8_log.md, *Session 24*). The test is on
+            device (no host sync). Beyond both papers; 0: off.
         coverage: how present objects' alphas make the objects' coverage of a pixel: ``weighted`` (the
             authors', spair/spair.py:564-573: the importance-weighted mean of ``z_pres * alpha``) or
             ``union`` (``1 - prod_i (1 - z_pres_i alpha_i)``). The two agree for one object; under
@@ -302,6 +309,7 @@ class SPAIR(RepresentationModule):
         pres_lr_scale: float = 1.0,
         object_warmup_steps: int = 0,
         background_warmup_steps: int = 0,
+        background_warmup_hold: float = 0.0,
         coverage: str = "weighted",
         overlap_beta: float = 0.0,
         lateral_pres: bool = False,
@@ -378,6 +386,10 @@ class SPAIR(RepresentationModule):
                 raise ConfigError(f"{name} must be >= 0, got {value}; set `model.init_args.{name}` to 0 (off) or a "
                                   "number of steps.")
         self.object_warmup_steps, self.background_warmup_steps = object_warmup_steps, background_warmup_steps
+        if not 0.0 <= background_warmup_hold <= 1.0:
+            raise ConfigError(f"background_warmup_hold must be in [0, 1], got {background_warmup_hold}; set "
+                              "`model.init_args.background_warmup_hold` to 0 (off) or a weight such as 0.25.")
+        self.background_warmup_hold = background_warmup_hold
         self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
         z_l_dim = 0
         if local_branch is not None:
@@ -695,7 +707,10 @@ class SPAIR(RepresentationModule):
                                 appearance=out["appearance"])
             loss = loss + warmup * self.recon_nll(drawn["recon"], x)
         warmup = self.warmup_weight(self.background_warmup_steps)
-        if warmup > 0:  # the background alone explains the image: it learns under full object coverage
+        if self.training and self.background_warmup_hold > warmup:  # held while most cells are on (device-side test)
+            most_on = (lat["pres_logits"] > 0).float().mean() > 0.5
+            warmup = torch.where(most_on, self.background_warmup_hold, warmup)
+        if not isinstance(warmup, float) or warmup > 0:  # the background alone explains the image under full coverage
             loss = loss + warmup * self.recon_nll(bg, x)
         res = {k: v.mean() for k, v in terms.items()}
         res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image

@@ -474,12 +474,12 @@ def test_background_warmup_teaches_the_background_under_full_object_coverage():
     """With every cell on and opaque over the whole image, the background gets no gradient from the
     composite; the warm-up term (the background alone explains the image) gives it one, leaves the
     object networks' gradients unchanged, fades linearly and is gone after ``background_warmup_steps``."""
-    def run(warmup, step):
+    def run(warmup, step, hold=0.0, pres=100.0):
         torch.manual_seed(0)
         m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
-                  background_warmup_steps=warmup)
+                  background_warmup_steps=warmup, background_warmup_hold=hold)
         with torch.no_grad():
-            m.pres_head[-1].bias.fill_(100.0)  # every cell on
+            m.pres_head[-1].bias.fill_(pres)  # every cell on (100) or off (-100)
             head = m.where_head[-1]
             head.weight.zero_()
             head.bias.copy_(torch.tensor([10.0, 10.0, 0.0, 0.0, -10.0, -10.0, -10.0, -10.0]))  # 24-px boxes on every cell
@@ -503,6 +503,31 @@ def test_background_warmup_teaches_the_background_under_full_object_coverage():
     assert alone > 0 and torch.allclose(half - run(0, 5)[0], 0.5 * alone, rtol=1e-3)
     with pytest.raises(ConfigError, match="background_warmup_steps"):
         SPAIR(background_warmup_steps=-1)
+
+
+def test_background_warmup_hold_keeps_the_term_while_most_cells_are_on():
+    """``background_warmup_hold``: past the fade the background-alone term stays at the hold weight while more
+    than half of the cells are on, and is gone once they are off; during the fade the larger weight wins."""
+    def run(step, hold, pres, warmup=10):
+        torch.manual_seed(0)
+        m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
+                  background_warmup_steps=warmup, background_warmup_hold=hold)
+        with torch.no_grad():
+            m.pres_head[-1].bias.fill_(pres)  # every cell on (100) or off (-100)
+        m.step_count = lambda: step
+        torch.manual_seed(1)
+        out = m.compute_loss(torch.rand(4, 3, 48, 48))
+        return out["loss"].detach(), out["count"]
+
+    alone = run(0, 0.0, 100.0)[0] - run(0, 0.0, 100.0, warmup=0)[0]  # the background-alone NLL at weight 1
+    base, count = run(20, 0.0, 100.0)
+    assert count == 16 and alone > 0
+    assert torch.allclose(run(20, 0.25, 100.0)[0] - base, 0.25 * alone, rtol=1e-3)  # all on past the fade: held
+    assert torch.equal(run(5, 0.25, 100.0)[0], run(5, 0.0, 100.0)[0])  # the fade (0.5) above the hold: unchanged
+    off, count = run(20, 0.25, -100.0)
+    assert count == 0 and torch.equal(off, run(20, 0.0, -100.0)[0])  # every cell off: no hold
+    with pytest.raises(ConfigError, match="background_warmup_hold"):
+        SPAIR(background_warmup_hold=2.0)
 
 
 def _lateral_model(**kw) -> SPAIR:
