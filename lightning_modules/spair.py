@@ -217,7 +217,8 @@ class SPAIR(RepresentationModule):
             ``background_warmup_steps``; once the cells have gone off it fades as before. On Hard the runs
             that stay all on are those whose background posterior collapses as the warm-up fades
             (kl_bg 41 -> 8.6 nats while every cell stays on; the good runs' kl_bg rises to 60-90 and
-            then the cells go off; benchmarks/results/fig8_log.md, *Session 24*). The test is on
+            then the cells go off; benchmarks/results/fig8_log.md, *Session 24*); held, the term repaired
+            both failed SPAIR runs tried, whose controls stayed all on (*Session 25*). The test is on
             device (no host sync). Beyond both papers; 0: off.
         coverage: how present objects' alphas make the objects' coverage of a pixel: ``weighted`` (the
             authors', spair/spair.py:564-573: the importance-weighted mean of ``z_pres * alpha``) or
