@@ -707,14 +707,15 @@ class SPAIR(RepresentationModule):
             drawn = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], torch.ones_like(lat["z_pres"]), bg, z_l,
                                 appearance=out["appearance"])
             loss = loss + warmup * self.recon_nll(drawn["recon"], x)
+        on = (lat["pres_logits"] > 0).float()  # (B, N, 1) cells on
         warmup = self.warmup_weight(self.background_warmup_steps)
         if self.training and self.background_warmup_hold > warmup:  # held while most cells are on (device-side test)
-            most_on = (lat["pres_logits"] > 0).float().mean() > 0.5
+            most_on = on.mean() > 0.5
             warmup = torch.where(most_on, self.background_warmup_hold, warmup)
         if not isinstance(warmup, float) or warmup > 0:  # the background alone explains the image under full coverage
             loss = loss + warmup * self.recon_nll(bg, x)
         res = {k: v.mean() for k, v in terms.items()}
-        res["count"] = (lat["pres_logits"] > 0).float().sum((1, 2)).mean()  # objects on per image
+        res["count"] = on.sum((1, 2)).mean()  # objects on per image
         res["loss"] = loss.mean()
         return res
 

@@ -474,12 +474,12 @@ def test_background_warmup_teaches_the_background_under_full_object_coverage():
     """With every cell on and opaque over the whole image, the background gets no gradient from the
     composite; the warm-up term (the background alone explains the image) gives it one, leaves the
     object networks' gradients unchanged, fades linearly and is gone after ``background_warmup_steps``."""
-    def run(warmup, step, hold=0.0, pres=100.0):
+    def run(warmup, step):
         torch.manual_seed(0)
         m = SPAIR(glimpse_size=8, z_what_dim=8, backbone_width=16, feature_dim=16, sequential=False,
-                  background_warmup_steps=warmup, background_warmup_hold=hold)
+                  background_warmup_steps=warmup)
         with torch.no_grad():
-            m.pres_head[-1].bias.fill_(pres)  # every cell on (100) or off (-100)
+            m.pres_head[-1].bias.fill_(100.0)  # every cell on
             head = m.where_head[-1]
             head.weight.zero_()
             head.bias.copy_(torch.tensor([10.0, 10.0, 0.0, 0.0, -10.0, -10.0, -10.0, -10.0]))  # 24-px boxes on every cell
