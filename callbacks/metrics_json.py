@@ -49,9 +49,9 @@ class MetricsJson(pl.Callback):
             f.write(json.dumps(row) + "\n")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
-            return
         stage = str(getattr(stage, "value", stage))
+        if not trainer.is_global_zero or trainer.sanity_checking or stage == "predict":
+            return  # `predict` logs no metrics: it writes latents (callbacks.latents), never over the fit's numbers
         metrics = _scalars(trainer)
         record = {
             "config": self.config_name, "seed": self.seed, "step": trainer.global_step,

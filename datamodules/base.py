@@ -10,8 +10,10 @@ own shard of a permutation shared by all processes.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -79,6 +81,51 @@ class UnrepeatedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
+def _no_batches_done() -> int:
+    return 0
+
+
+def _take_skip(loader: Any) -> int:
+    """Batches to skip at the start of this iteration: after a mid-epoch restore, the batches of the epoch the
+    checkpoint had already trained (Lightning's own progress counter), else 0."""
+    if not loader.resuming:
+        return 0
+    loader.resuming = False
+    return int(loader.batches_done())
+
+
+class SkippingSampler(DistributedSampler):
+    """DistributedSampler whose next pass can start ``skip`` samples in (a mid-epoch resume)."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that Lightning can restore mid-epoch: a resumed run (a SLURM requeue, a crash after a
+    step checkpoint) skips the batches of the epoch it already trained on, and trains on the very batches an
+    uninterrupted run would have. The order is a function of (seed, epoch) alone, so the state is only a flag."""
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int] = _no_batches_done, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resuming, self.batches_done = False, batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(getattr(self.sampler, "epoch", 0))}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resuming = True
+
+    def __iter__(self) -> Any:
+        skip = _take_skip(self)
+        if skip and isinstance(self.sampler, SkippingSampler):
+            self.sampler.skip = skip * int(self.batch_size)
+        return super().__iter__()
+
+
 class DeviceBatches:
     """Batches cut from tensors that already live on the accelerator.
 
@@ -99,6 +146,7 @@ class DeviceBatches:
         # Lightning calls ``loader.sampler.set_epoch(epoch)`` before each epoch: the order then
         # depends on the epoch number alone, so a resumed run sees the batches it would have seen
         self.sampler = self
+        self.resuming, self.batches_done = False, _no_batches_done
         n = len(next(iter(tensors.values())))
         self.n_local = len(range(rank, n, world_size)) if not shuffle else n // world_size
 
@@ -109,7 +157,15 @@ class DeviceBatches:
         f = math.floor if self.drop_last else math.ceil
         return int(f(self.n_local / self.batch_size))
 
+    # resumable mid-epoch (Lightning stores and restores this state with the fit loop's checkpoint)
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resuming = True
+
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        skip = _take_skip(self)
         first = next(iter(self.tensors.values()))
         n, device = len(first), first.device
         if self.shuffle:
@@ -118,7 +174,7 @@ class DeviceBatches:
         else:
             perm = torch.arange(self.rank, n, self.world_size)
         perm = perm.to(device, non_blocking=True)
-        for i in range(len(self)):
+        for i in range(skip, len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             yield {k: v[idx] for k, v in self.tensors.items()} | {"index": idx}
 
@@ -190,20 +246,28 @@ class ImageDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{type(self).__name__} cannot keep its data on the device; set `data.init_args.on_device: false`.")
             dev = self._device()
             tensors = {k: v.to(dev) for k, v in ds.fields().items()}
-            return DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
+            loader = DeviceBatches(tensors, bs, shuffle=train, drop_last=drop_last, seed=self.seed, rank=rank, world_size=world)
+            loader.batches_done = self._batches_done
+            return loader
         if train:
             # the shuffle order is a function of (seed, epoch) alone -- Lightning calls
             # sampler.set_epoch(epoch) -- and the loader draws from its own generator, so the
             # global RNG stream (patch shuffles, noise) is the same in a resumed run
-            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
-                                         drop_last=drop_last)
+            sampler = SkippingSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
+                                      drop_last=drop_last)
         else:
             sampler = UnrepeatedDistributedSampler(ds, world, rank)
-        return DataLoader(
+        kwargs = {"batches_done": self._batches_done} if train else {}
+        return (ResumableLoader if train else DataLoader)(
             ds, batch_size=bs, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
             collate_fn=_identity_collate if hasattr(ds, "__getitems__") else _stack_collate, persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed),
+            pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed), **kwargs,
         )
+
+    def _batches_done(self) -> int:
+        """Batches of the current training epoch already trained (read once, when a restored loader restarts)."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer is not None else 0
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -9,8 +9,9 @@ Hooks used and why:
 - ``on_save_checkpoint``: refuses to write a checkpoint after a NaN/Inf (so ``last.ckpt``
   from before it survives) and stores the RNG states, so a resumed run continues the same
   random stream (patch shuffles, reparameterisation noise, data order).
-- ``on_load_checkpoint`` / ``on_train_epoch_start``: restore those RNG states just before
-  the first resumed epoch draws its data order (after the sanity check, which draws too).
+- ``on_load_checkpoint`` / ``on_train_epoch_start`` / ``on_train_batch_start``: restore those
+  RNG states just before the first resumed step (after the sanity check, which draws too; a
+  mid-epoch restore, as after a SLURM requeue, has no epoch start).
 - ``configure_model``: optional ``torch.compile`` of the networks.
 - ``configure_optimizers``: optimiser and scheduler from init args (LightningCLI
   dependency injection: ``optimizer: {class_path: torch.optim.Adam, init_args: {lr: ...}}``).
@@ -191,7 +192,7 @@ class RepresentationModule(Reloadable, pl.LightningModule):
         latents = self.encode(batch["image"])
         out = {k: v.detach() for k, v in latents.items()}
         out["reconstruction"] = self.decode(latents)
-        for key in ("label", "index"):
+        for key in ("label", "count", "index"):
             if key in batch:
                 out[key] = batch[key]
         return out
@@ -247,6 +248,12 @@ class RepresentationModule(Reloadable, pl.LightningModule):
         self._pending_rng = checkpoint.get("splitlab_rng")
 
     def on_train_epoch_start(self) -> None:
+        self._restore_rng()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._restore_rng()  # a mid-epoch restore (a SLURM requeue) has no epoch start
+
+    def _restore_rng(self) -> None:
         if self._pending_rng is not None:
             rng, self._pending_rng = self._pending_rng, None
             torch.set_rng_state(rng["torch"])

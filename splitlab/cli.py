@@ -5,14 +5,18 @@
     python -m splitlab fit --config configs/quickstart.yaml
     python -m splitlab report runs/            # the papers' tables from run folders
 
-Model and data are chosen by ``class_path`` in the YAML. Every run folder
-(``trainer.default_root_dir``) holds ``config.yaml``, ``checkpoints/last.ckpt``, the image
-grids and ``metrics.json``; ``--ckpt_path last`` resumes from that folder's ``last.ckpt``.
-Errors a user can fix (a bad value, a missing dataset, a NaN loss) print as one paragraph.
+Model and data are chosen by ``class_path`` in the YAML. ``trainer.default_root_dir`` is the
+config's folder; every ``fit`` makes a run folder of its own inside it (``--run NAME``, the SLURM
+job, or the seed and start time: :mod:`splitlab.runs`), holding ``config.yaml``, ``run.json``,
+``checkpoints/last.ckpt``, the image grids, ``metrics.json`` and the W&B files. ``--ckpt_path
+last`` resumes the newest run (or ``--run NAME``) and continues its W&B run. Errors a user can
+fix (a bad value, a missing dataset, a NaN loss, a finished run named again) print as one paragraph.
 """
 from __future__ import annotations
 
+import datetime
 import os
+import secrets
 import sys
 from typing import Any
 
@@ -20,8 +24,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from callbacks.latents import LatentsWriter
 from callbacks.lr import replace_lightning_monitors
 from callbacks.metrics_json import MetricsJson
+from callbacks.preemption import Preemption
+from callbacks.progress import use_line_progress
+from splitlab import runs
 from splitlab.config_errors import DEBUG_ENV, SplitlabArgumentParser
 from splitlab.errors import SplitlabError
 
@@ -48,7 +56,67 @@ class SplitlabCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", RunFolderConfig)
         kwargs.setdefault("parser_class", SplitlabArgumentParser)  # a misspelt key: one paragraph, exit 2
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False, "overwrite": True})
+        self.run_folder: str | None = None
         super().__init__(model_class=None, datamodule_class=None, args=args, run=run, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--run", type=str | None, default=None,
+                            help="Name of the run folder inside trainer.default_root_dir (the config's folder). "
+                                 "Default: a new name from the seed and start time (fit), the newest run "
+                                 "(--ckpt_path last), or the SLURM job (array job id + task id) inside a SLURM job.")
+
+    def _config_name(self) -> str | None:
+        cfg = self._run_config()
+        paths = cfg.get("config") or []
+        if not paths:
+            return None
+        path = str(getattr(paths[-1], "absolute", paths[-1]))
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name == "config" and runs.is_run(os.path.dirname(path)):  # a run's own saved config.yaml
+            name = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path)))) or name
+        return name
+
+    def before_instantiate_classes(self) -> None:
+        """Choose this call's run folder (:func:`splitlab.runs.choose_run`), record it in ``run.json``, and point
+        the W&B logger at it: its files in the run folder, the run's own W&B id (a resume continues the same W&B
+        run), the config's name as the W&B group (its seeds side by side) and the model family and data as tags."""
+        cfg = self._run_config()
+        name = self._config_name()
+        root = cfg.get("trainer.default_root_dir") or os.path.join("runs", name or "default")
+        seed = cfg.get("seed_everything")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        folder, ckpt, why = runs.choose_run(os.fspath(root), cfg.get("run"), self.subcommand, cfg.get("ckpt_path"), seed)
+        if self.subcommand is not None and ckpt != cfg.get("ckpt_path"):
+            cfg["ckpt_path"] = ckpt
+        self.run_folder = folder
+        rank0 = _is_rank_zero()
+        info = runs.read_run_info(folder)
+        if rank0:
+            os.makedirs(folder, exist_ok=True)
+            info = runs.write_run_info(
+                folder, name=os.path.basename(os.path.normpath(folder)), config=name, seed=seed,
+                started=info.get("started") or _now(), wandb_id=info.get("wandb_id") or secrets.token_hex(4),
+                slurm_job=runs.slurm_run_name())
+            os.environ[runs.RUN_DIR_ENV] = folder  # the DDP ranks Lightning launches use this folder too
+            print(f"splitlab: run folder {folder} ({why})", file=sys.stderr, flush=True)
+        self._point_loggers(cfg, folder, name, info)
+
+    def _point_loggers(self, cfg: Any, folder: str, name: str | None, info: dict[str, Any]) -> None:
+        loggers = cfg.get("trainer.logger")
+        for lg in loggers if isinstance(loggers, list) else [loggers]:
+            if not hasattr(lg, "get") or not str(lg.get("class_path", "")).endswith("WandbLogger"):
+                continue
+            args = lg.get("init_args")
+            if args is None:
+                lg["init_args"] = args = type(lg)()
+            run_name = os.path.basename(os.path.normpath(folder))
+            args["save_dir"] = folder
+            if info.get("wandb_id"):
+                args["id"] = info["wandb_id"]
+            args["name"] = f"{args.get('name') or name}/{run_name}"
+            if not args.get("group"):
+                args["group"] = name
+            args["tags"] = list(dict.fromkeys([*(args.get("tags") or []), *_family_tags(cfg)]))
 
     def _parse_ckpt_path(self) -> None:
         """With ``--ckpt_path FILE`` Lightning builds the model from the checkpoint's saved values, so that a
@@ -75,12 +143,17 @@ class SplitlabCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         cfg = self._run_config()
-        paths = cfg.get("config") or []
-        name = os.path.splitext(os.path.basename(str(paths[-1])))[0] if paths else None
+        name = self._config_name()
         seed = cfg.get("seed_everything")
+        if self.run_folder is not None:
+            kwargs.setdefault("default_root_dir", self.run_folder)
         trainer = super().instantiate_trainer(**kwargs)
         replace_lightning_monitors(trainer)  # Lightning's refuses `--trainer.logger false`
+        use_line_progress(trainer)  # a SLURM log file gets a line now and then, not a redrawn bar
         trainer.callbacks.append(MetricsJson(config_name=name, seed=seed if isinstance(seed, int) else None))
+        trainer.callbacks.append(Preemption())
+        if not any(isinstance(cb, LatentsWriter) for cb in trainer.callbacks):
+            trainer.callbacks.append(LatentsWriter())  # `lightning predict` writes the latents into the run folder
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint):
                 if cb.dirpath is None:  # a fixed folder, so `--ckpt_path last` finds it again
@@ -88,6 +161,31 @@ class SplitlabCLI(LightningCLI):
                 if cb.save_last is None:
                     cb.save_last = True
         return trainer
+
+
+def _is_rank_zero() -> bool:
+    """Global rank 0 of a job (SLURM task 0, or the process that Lightning's launcher starts the others from)."""
+    if os.environ.get("SLURM_PROCID") and runs.slurm_run_name():
+        return os.environ["SLURM_PROCID"] == "0"
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def _family_tags(cfg: Any) -> list[str]:
+    """W&B tags: the model family (``SPLIT-VAE`` when a local branch is on), the data module's name."""
+    tags = []
+    model = cfg.get("model")
+    if hasattr(model, "get") and model.get("class_path"):
+        family = str(model["class_path"]).rsplit(".", 1)[-1]
+        branch = model.get("init_args.local_branch") if model.get("init_args") is not None else None
+        tags.append(f"SPLIT-{family}" if branch else family)
+    data = cfg.get("data")
+    if hasattr(data, "get") and data.get("class_path"):
+        tags.append(str(data["class_path"]).rsplit(".", 1)[-1].removesuffix("DataModule"))
+    return tags
 
 
 def build_cli(args: list[str]) -> SplitlabCLI:
