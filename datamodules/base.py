@@ -265,9 +265,14 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def _batches_done(self) -> int:
-        """Batches of the current training epoch already trained (read once, when a restored loader restarts)."""
+        """Batches of the current training epoch already trained, read once when a restored loader restarts:
+        Lightning's count of processed batches while it restarts an unfinished epoch, else 0. (``processed`` is
+        right both before and after the epoch loop resets its counters, so loader workers that draw their indices
+        early skip the same batches.)"""
         trainer = self.trainer
-        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer is not None else 0
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self):
         return self._loader("train", True)

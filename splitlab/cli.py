@@ -88,6 +88,8 @@ class SplitlabCLI(LightningCLI):
         folder, ckpt, why = runs.choose_run(os.fspath(root), cfg.get("run"), self.subcommand, cfg.get("ckpt_path"), seed)
         if self.subcommand is not None and ckpt != cfg.get("ckpt_path"):
             cfg["ckpt_path"] = ckpt
+        if os.path.normpath(os.path.dirname(os.path.normpath(folder))) == os.path.normpath(os.fspath(root)):
+            cfg["run"] = os.path.basename(os.path.normpath(folder))  # the saved config.yaml names its run
         self.run_folder = folder
         rank0 = _is_rank_zero()
         info = runs.read_run_info(folder)
