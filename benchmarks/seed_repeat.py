@@ -4,10 +4,11 @@
     python benchmarks/seed_repeat.py --config configs/quickstart.yaml --seeds 0 1 2 -- --trainer.max_epochs 4
     python benchmarks/seed_repeat.py --config configs/quickstart.yaml --seeds 0 1 2 --collect-only
 
-Each seed trains in its own run folder (``<default_root_dir>_seed<S>``) with
-``lightning fit`` and is then evaluated with ``lightning test --ckpt_path last``; the table
+Each seed trains in its own run folder (``<default_root_dir>/seed<S>``, i.e. ``--run seed<S>``) with
+``lightning fit`` and is then evaluated with ``lightning test --run seed<S> --ckpt_path last``; the table
 is built from the runs' ``metrics_test.json`` files (the paper's "mean ± std over runs"), read
-and aggregated by the same code as ``python -m splitlab report``, printed as Markdown and written to ``<default_root_dir>_seeds.md``.
+and aggregated by the same code as ``python -m splitlab report``, printed as Markdown and written to
+``<default_root_dir>/seeds.md``.
 """
 from __future__ import annotations
 
@@ -21,15 +22,19 @@ import yaml
 from splitlab.report import Group, Run, fmt, read_run
 
 
-def run_dir(config: str, seed: int) -> str:
+def config_dir(config: str) -> str:
     with open(config) as f:
-        root = (yaml.safe_load(f).get("trainer") or {}).get("default_root_dir") or f"runs/{os.path.splitext(os.path.basename(config))[0]}"
-    return f"{root.rstrip('/')}_seed{seed}"
+        root = (yaml.safe_load(f).get("trainer") or {}).get("default_root_dir")
+    return (root or f"runs/{os.path.splitext(os.path.basename(config))[0]}").rstrip("/")
+
+
+def run_dir(config: str, seed: int) -> str:
+    return os.path.join(config_dir(config), f"seed{seed}")
 
 
 def lightning(sub: str, config: str, seed: int, extra: list[str], ckpt: bool) -> None:
     cmd = [sys.executable, "-m", "splitlab", sub, "--config", config, f"--seed_everything={seed}",
-           f"--trainer.default_root_dir={run_dir(config, seed)}", *extra]
+           f"--run=seed{seed}", *extra]
     if ckpt:
         cmd.append("--ckpt_path=last")
     print("+", " ".join(cmd), flush=True)
@@ -64,8 +69,7 @@ def main() -> None:
         records.append(read_run(run_dir(a.config, s)))
     out = f"{a.config}, seeds {a.seeds}\n\n{table(records)}\n"
     print("\n" + out)
-    base = run_dir(a.config, 0).rsplit("_seed", 1)[0]
-    with open(f"{base}_seeds.md", "w") as f:
+    with open(os.path.join(config_dir(a.config), "seeds.md"), "w") as f:
         f.write(out)
 
 

@@ -6,24 +6,39 @@ requeue handler: on the signal (``#SBATCH --signal=SIGUSR1@90``) it saves
 the same command again, lands in the same run folder (its name comes from the job id,
 :func:`splitlab.runs.slurm_run_name`) and Lightning resumes from that checkpoint. Lightning runs
 its handler wherever the signal lands, possibly in the middle of a training step; this callback
-lets Lightning's own handler run at the end of the step instead, so the checkpoint holds whole
+lets Lightning's own handler run between two steps instead, so the checkpoint holds whole
 steps (and the RNG state between them) and the resumed run continues exactly. After the requeue
 the job stops at once, as SLURM would stop it.
 
-SIGTERM (``scancel``, the end of the time limit, a requeue by the cluster): at the end of the
-current step ``checkpoints/last.ckpt`` is written and the run stops; ``--ckpt_path last`` (or the
+SIGTERM (``scancel``, the end of the time limit, a requeue by the cluster): after the current
+step ``checkpoints/last.ckpt`` is written and the run stops; ``--ckpt_path last`` (or the
 requeued job) continues it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+
+@contextlib.contextmanager
+def _as_saved_at_batch_end(trainer: pl.Trainer) -> Iterator[None]:
+    """Lightning adds one to its logging step counter when it restores a mid-epoch checkpoint, because its own
+    mid-epoch saves happen before the counter moves; a save between steps stores it one lower, so the resumed
+    run logs its first step at the right W&B step."""
+    loop = trainer.fit_loop.epoch_loop
+    loop._batches_that_stepped -= 1
+    try:
+        yield
+    finally:
+        loop._batches_that_stepped += 1
 
 
 class Preemption(pl.Callback):
@@ -51,18 +66,21 @@ class Preemption(pl.Callback):
     def _defer(self, signum: int, frame: Any) -> None:
         self._pending = signum
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # between two steps: the last step is complete and logged, the next has drawn nothing yet
         if self._signum is not None and self._requeue_now(trainer):
             self._pending = None
-            self._lightning_handler(self._signum, None)  # Lightning: hpc checkpoint, then `scontrol requeue`
+            with _as_saved_at_batch_end(trainer):
+                self._lightning_handler(self._signum, None)  # Lightning: hpc checkpoint, then `scontrol requeue`
             trainer.strategy.barrier()
             raise SIGTERMException(0)  # the job is requeued: stop now, as SLURM would
         if trainer.received_sigterm:
             if trainer.is_global_zero:
                 print(f"splitlab: SIGTERM at step {trainer.global_step}: saving checkpoints/last.ckpt and stopping; "
                       "continue with --ckpt_path last", flush=True)
-            trainer.save_checkpoint(self._last_path(trainer))
+            with _as_saved_at_batch_end(trainer):
+                trainer.save_checkpoint(self._last_path(trainer))
             raise SIGTERMException(128 + signal.SIGTERM)  # the exit status of a process ended by SIGTERM
 
     def _requeue_now(self, trainer: pl.Trainer) -> bool:

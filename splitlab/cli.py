@@ -70,7 +70,7 @@ class SplitlabCLI(LightningCLI):
         paths = cfg.get("config") or []
         if not paths:
             return None
-        path = str(getattr(paths[-1], "absolute", paths[-1]))
+        path = str(getattr(paths[0], "absolute", paths[0]))  # the first --config; later ones are overrides
         name = os.path.splitext(os.path.basename(path))[0]
         if name == "config" and runs.is_run(os.path.dirname(path)):  # a run's own saved config.yaml
             name = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path)))) or name
@@ -90,18 +90,21 @@ class SplitlabCLI(LightningCLI):
             cfg["ckpt_path"] = ckpt
         if os.path.normpath(os.path.dirname(os.path.normpath(folder))) == os.path.normpath(os.fspath(root)):
             cfg["run"] = os.path.basename(os.path.normpath(folder))  # the saved config.yaml names its run
-        self.run_folder = folder
-        rank0 = _is_rank_zero()
+        self.run_folder, self._run_why = folder, why
         info = runs.read_run_info(folder)
-        if rank0:
-            os.makedirs(folder, exist_ok=True)
-            info = runs.write_run_info(
-                folder, name=os.path.basename(os.path.normpath(folder)), config=name, seed=seed,
-                started=info.get("started") or _now(), wandb_id=info.get("wandb_id") or secrets.token_hex(4),
-                slurm_job=runs.slurm_run_name())
-            os.environ[runs.RUN_DIR_ENV] = folder  # the DDP ranks Lightning launches use this folder too
-            print(f"splitlab: run folder {folder} ({why})", file=sys.stderr, flush=True)
-        self._point_loggers(cfg, folder, name, info)
+        self._run_info = {"name": os.path.basename(os.path.normpath(folder)), "config": name, "seed": seed,
+                          "started": info.get("started") or _now(),
+                          "wandb_id": info.get("wandb_id") or secrets.token_hex(4), "slurm_job": runs.slurm_run_name()}
+        self._point_loggers(cfg, folder, name, self._run_info)
+
+    def _open_run_folder(self) -> None:
+        """Write the run folder's ``run.json`` once model and data were built (a bad config leaves no folder)."""
+        if self.run_folder is None or not _is_rank_zero():
+            return
+        os.makedirs(self.run_folder, exist_ok=True)
+        runs.write_run_info(self.run_folder, **self._run_info)
+        os.environ[runs.RUN_DIR_ENV] = self.run_folder  # the DDP ranks Lightning launches use this folder too
+        print(f"splitlab: run folder {self.run_folder} ({self._run_why})", file=sys.stderr, flush=True)
 
     def _point_loggers(self, cfg: Any, folder: str, name: str | None, info: dict[str, Any]) -> None:
         loggers = cfg.get("trainer.logger")
@@ -149,6 +152,7 @@ class SplitlabCLI(LightningCLI):
         seed = cfg.get("seed_everything")
         if self.run_folder is not None:
             kwargs.setdefault("default_root_dir", self.run_folder)
+            self._open_run_folder()
         trainer = super().instantiate_trainer(**kwargs)
         replace_lightning_monitors(trainer)  # Lightning's refuses `--trainer.logger false`
         use_line_progress(trainer)  # a SLURM log file gets a line now and then, not a redrawn bar

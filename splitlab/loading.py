@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,7 +152,14 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> A
     """The trained model of a run folder or checkpoint, in eval mode, with ``model.run`` a :class:`RunInfo`."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        folder, ckpt_path = path, _find_checkpoint(path)
+        from splitlab.runs import resolve
+
+        found = resolve(path)  # a config's folder stands for its runs; one model is its newest
+        if len(found) > 1:
+            warnings.warn(f"{path} holds {len(found)} runs; loading the newest, {found[-1]} (give a run folder to "
+                          "choose another).", stacklevel=2)
+        folder = found[-1]
+        ckpt_path = _find_checkpoint(folder)
     else:
         check_checkpoint(path)
         ckpt_path = path

@@ -49,7 +49,6 @@ class WandbLogger(_WandbLogger):
         if offline is None:
             offline = mode in ("offline", "dryrun", "disabled") or not wandb_credentials_available()
         os.environ.setdefault("WANDB_SILENT", "true")
-        os.makedirs(save_dir, exist_ok=True)
         kwargs.setdefault("settings", _settings())
         super().__init__(
             name=name, save_dir=save_dir, project=project, entity=entity, group=group, tags=tags,
@@ -58,6 +57,8 @@ class WandbLogger(_WandbLogger):
 
     @property
     def experiment(self):  # noqa: ANN201 - a wandb Run
+        if self._experiment is None and self.save_dir:
+            os.makedirs(self.save_dir, exist_ok=True)  # created when the run starts, not when the config is read
         try:
             return _WandbLogger.experiment.fget(self)
         except Exception as e:  # no network, bad key, server down: keep training, log offline

@@ -62,6 +62,14 @@ def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 900, env: dict | N
     )
 
 
-def read_metrics(run_dir: Path, name: str = "metrics.json") -> dict:
-    with open(run_dir / name) as f:
+def run_of(root: Path) -> Path:
+    """The run folder that ``lightning fit --trainer.default_root_dir=root`` wrote (the newest, if several)."""
+    from splitlab.runs import resolve
+
+    return Path(resolve(str(root))[-1])
+
+
+def read_metrics(root: Path, name: str = "metrics.json") -> dict:
+    """``metrics.json`` of the newest run under ``root`` (a config's folder) or of ``root`` itself (a run)."""
+    with open(run_of(root) / name) as f:
         return json.load(f)

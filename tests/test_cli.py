@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from tests.conftest import ROOT, run_cli, write_svhn_mat
+from tests.conftest import ROOT, run_cli, run_of, write_svhn_mat
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -150,7 +151,7 @@ def test_bad_values_stop_before_training_with_one_message(override, message, tmp
     assert r.returncode == 2, r.stderr[-2000:]
     assert message in r.stderr
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list(tmp_path.glob("**/checkpoints"))  # nothing trained, nothing saved
 
 
 def test_missing_dataset_folder_says_where_to_put_what(tmp_path):
@@ -180,6 +181,7 @@ def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
              "--data.init_args.copies=1", "--data.init_args.eval_copies=1", "--trainer.accelerator=cpu"]
     r = run_cli(["fit", *small, "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
+    run = run_of(run)  # the fit's own run folder inside the config's folder; later calls use it through `last`
     assert (run / "checkpoints" / "last.ckpt").exists()
     saved = yaml.safe_load((run / "config.yaml").read_text())  # the resolved config, in the run folder
     assert saved["trainer"]["max_steps"] == 3
@@ -194,6 +196,9 @@ def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
     assert (run / "metrics_fit.json").exists() and (run / "metrics_test.json").exists()
     r = run_cli(["predict", *small, "--ckpt_path=last", "--trainer.limit_predict_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["stage"] == "test"  # predict writes latents, not metrics
+    latents = torch.load(run / "latents_test.pt", weights_only=True)
+    assert {"z_g", "z_l", "label", "index"} <= set(latents) and len(latents["z_g"]) == len(latents["label"]) > 0
     # a checkpoint file: Lightning builds the model from the checkpoint's values; a changed one is named, not lost silently
     r = run_cli(["validate", *small, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "--model.init_args.beta=2.0",
                  "--trainer.limit_val_batches=1"])

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli
+from tests.conftest import read_metrics, run_cli, run_of
 
 SMALL = ["--trainer.accelerator=cpu", "--trainer.logger=false", "--data.init_args.copies=1",
          "--data.init_args.eval_copies=1", "--data.init_args.val_digits=101",  # 101: uneven shards
@@ -40,7 +40,7 @@ def test_two_process_ddp_fit_and_metrics_match_one_process(config, tmp_path):
                  "--trainer.max_steps=6", "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert read_metrics(run)["step"] == 6
-    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert (run_of(run) / "checkpoints" / "last.ckpt").exists()  # one run folder for both ranks
 
     values = {}
     for devices in (1, 2):

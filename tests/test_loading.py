@@ -12,7 +12,7 @@ import splitlab
 from lightning_modules.gmvae import GMVAE
 from lightning_modules.vae import VAE
 from splitlab.errors import DataError
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_of
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -77,16 +77,18 @@ FAMILIES = ["quickstart.yaml", "quickstart_gmvae.yaml", "quickstart_split_spair.
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_one_trained_step_per_family_reloads_both_ways(name, tmp_path):
-    run = tmp_path / "run"
+    root = tmp_path / "runs"
     r = run_cli(["fit", "--config", f"configs/{name}", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}", "--trainer.accelerator=cpu"])
+                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={root}", "--trainer.accelerator=cpu"])
     assert r.returncode == 0, r.stderr[-3000:]
+    run = run_of(root)
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
     shape = _image_shape(cfg)
 
-    by_folder = splitlab.load(run)
+    by_folder = splitlab.load(root)  # the config's folder: its one run
+    assert splitlab.load(run).run.folder == str(run)  # the run folder itself
     cls = type(by_folder)
     by_class = cls.load_from_checkpoint(ckpt)
     for m in (by_folder, by_class):
@@ -110,7 +112,7 @@ def test_plain_vae_comes_back_with_its_own_likelihood(tmp_path):
                  "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}",
                  "--model.init_args.likelihood=lightning_modules.nn.distributions.Bernoulli"])
     assert r.returncode == 0, r.stderr[-3000:]
-    m = VAE.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    m = VAE.load_from_checkpoint(run_of(run) / "checkpoints" / "last.ckpt")
     assert type(m.likelihood).__name__ == "Bernoulli"
 
 
@@ -137,8 +139,16 @@ def test_missing_and_foreign_files_get_one_paragraph(tmp_path):
         splitlab.load(tmp_path / "nope.ckpt")
     assert "does not exist" in one_paragraph(e)
     with pytest.raises(DataError) as e:
-        splitlab.load(tmp_path)  # a folder with no checkpoints
+        splitlab.load(tmp_path)  # a folder with no runs
+    assert "holds no runs" in one_paragraph(e)
+    (tmp_path / "old_run").mkdir()
+    (tmp_path / "old_run" / "config.yaml").write_text("model: {}\n")
+    with pytest.raises(DataError) as e:
+        splitlab.load(tmp_path / "old_run")  # a run folder with no checkpoint
     assert "no checkpoints/last.ckpt" in one_paragraph(e)
+    import shutil
+
+    shutil.rmtree(tmp_path / "old_run")
 
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"this is not a checkpoint" * 10)
@@ -166,6 +176,7 @@ def test_a_checkpoint_without_recorded_config_is_rebuilt_from_the_run_config(tmp
     r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
                  "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-3000:]
+    run = run_of(run)
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     state["hyper_parameters"] = {k: v for k, v in state["hyper_parameters"].items()

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import read_metrics, run_cli
+from tests.conftest import read_metrics, run_cli, run_of
 
 COMMON = [
     "fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs=3", "--trainer.limit_train_batches=8",
@@ -38,7 +38,7 @@ def test_resume_after_kill_continues_the_same_run(tmp_path):
     kill = _callbacks_file(tmp_path, [{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": 20}}])
     r = run_cli([*COMMON, "--config", kill, f"--trainer.default_root_dir={b}"])
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])
-    ckpt = torch.load(b / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_of(b) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 16
 
     # 3. resume from last.ckpt
@@ -46,7 +46,7 @@ def test_resume_after_kill_continues_the_same_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = read_metrics(b)
     assert resumed["step"] == 24
-    final = torch.load(b / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(run_of(b) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # the optimiser state continued: Adam's step count is the global step, not 24 - 16
     assert int(final["optimizer_states"][0]["state"][0]["step"]) == 24
     for key in ("train/loss", "train/recon", "val/loss"):
@@ -65,7 +65,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_last_ckpt(tmp_path):
                  "--trainer.limit_val_batches=0", "--trainer.accelerator=cpu"])
     assert r.returncode == 2, r.stderr[-3000:]
     assert "['recon']" in r.stderr and "at step 11" in r.stderr and "Traceback" not in r.stderr
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_of(run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 8  # the save at step 12 was refused; step 8's survives
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 

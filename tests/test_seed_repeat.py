@@ -33,5 +33,5 @@ def test_seed_repeat_end_to_end_reads_the_runs(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| test/cluster_acc |" in r.stdout and " (2) |" in r.stdout
-    assert (tmp_path / "run_seeds.md").exists()
-    assert (tmp_path / "run_seed1" / "metrics_test.json").exists()
+    assert (tmp_path / "run" / "seeds.md").exists()  # in the config's folder, beside its runs
+    assert (tmp_path / "run" / "seed1" / "metrics_test.json").exists()

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 # keys that differ between seeds of one setting without making it another setting
-VOLATILE = ("seed_everything", "trainer.default_root_dir", "trainer.logger", "ckpt_path", "trainer.callbacks",
+VOLATILE = ("seed_everything", "run", "trainer.default_root_dir", "trainer.logger", "ckpt_path", "trainer.callbacks",
             "trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "data.init_args.root",
             "data.init_args.cub_root", "data.init_args.num_workers", "trainer.enable_progress_bar")
 

@@ -194,7 +194,9 @@ def test_local_branch_takes_a_transform_from_the_config(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     import yaml
 
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    from tests.conftest import run_of
+
+    cfg = yaml.safe_load((run_of(run) / "config.yaml").read_text())
     t = cfg["model"]["init_args"]["local_branch"]["init_args"]["transform"]
     assert t["class_path"].endswith("InPatchShuffle") and t["init_args"]["patch_size"] == 4
     import splitlab
