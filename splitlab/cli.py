@@ -4,6 +4,7 @@
     lightning test --config configs/split_vae_svhn.yaml --ckpt_path last
     python -m splitlab fit --config configs/quickstart.yaml
     python -m splitlab report runs/            # the papers' tables from run folders
+    lightning sweep cluster/sweeps/FILE.yaml   # a sweep file as one command line per trial
 
 Model and data are chosen by ``class_path`` in the YAML. ``trainer.default_root_dir`` is the
 config's folder; every ``fit`` makes a run folder of its own inside it (``--run NAME``, the SLURM
@@ -94,7 +95,7 @@ class SplitlabCLI(LightningCLI):
         info = runs.read_run_info(folder)
         self._run_info = {"name": os.path.basename(os.path.normpath(folder)), "config": name, "seed": seed,
                           "started": info.get("started") or _now(),
-                          "wandb_id": info.get("wandb_id") or secrets.token_hex(4), "slurm_job": runs.slurm_run_name()}
+                          "wandb_id": info.get("wandb_id") or _agent_run_id() or secrets.token_hex(4), "slurm_job": runs.slurm_run_name()}
         self._point_loggers(cfg, folder, name, self._run_info)
 
     def _open_run_folder(self) -> None:
@@ -176,6 +177,12 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
 
 
+def _agent_run_id() -> str | None:
+    """The run id a W&B sweep agent gives its trial (``WANDB_RUN_ID`` with ``WANDB_SWEEP_ID``): the trial must log
+    under it for the sweep to see its metric."""
+    return os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+
+
 def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -213,6 +220,10 @@ def main(args: Any = None) -> None:
         from splitlab.report import main as report_main
 
         sys.exit(report_main(rest[1:]))
+    if rest[:1] == ["sweep"]:  # `lightning sweep FILE`: one command line per trial
+        from splitlab.sweep import main as sweep_main
+
+        sys.exit(sweep_main(rest[1:]))
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"

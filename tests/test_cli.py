@@ -66,7 +66,7 @@ def test_every_config_runs_one_step(cfg, tmp_path, monkeypatch, capsys):
         monkeypatch.setenv("SPLITLAB_FID_WEIGHTS", write_random_inception(tmp_path / "inception.pth"))
     main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={run_dir}",
           "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.logger=false", *_data_overrides(cfg, tmp_path)])
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_of(run_dir) / "metrics.json").read_text())
     assert metrics["config"] == cfg.stem and metrics["step"] == 1
     if "LearningRateMonitor" in cfg.read_text():
         assert any(k.startswith("lr-") for k in metrics["metrics"]), metrics["metrics"]
@@ -110,7 +110,7 @@ def test_lightnings_own_lr_monitor_works_without_a_logger(tmp_path):
                  "--trainer.callbacks+=pytorch_lightning.callbacks.LearningRateMonitor",
                  f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    metrics = json.loads((run_of(run) / "metrics.json").read_text())["metrics"]
     assert metrics["lr-Adam"] == pytest.approx(2e-3)
 
 

@@ -134,7 +134,9 @@ def test_a_real_run_writes_history_that_the_report_reads(tmp_path):
                  "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.callbacks=[]",
                  f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-2000:]
-    lines = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    from tests.conftest import run_of
+
+    lines = [json.loads(x) for x in (run_of(run) / "history.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4] and "val/loss" in lines[0]["metrics"]
     runs, problems = read_runs([str(tmp_path / "runs")])
     assert not problems and runs[0].name == "quickstart" and len(runs[0].history) == 2
