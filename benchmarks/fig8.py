@@ -4,6 +4,7 @@
     python benchmarks/fig8.py --minutes 10 --size paper        # the paper configs, e.g. on a GPU
     python benchmarks/fig8.py --only split_spair_hard --seeds-hard 0   # one run
     python benchmarks/fig8.py --report                         # the table and figure from what has run
+    python benchmarks/fig8.py --report --out runs/split_spair_hard   # ... of `lightning fit` runs of a Fig. 8 config
 
 Each run is ``lightning fit`` of one config (model x variant x seed) through the project's CLI,
 with training scenes drawn on the device every step (``on_the_fly``), a validation every
@@ -113,7 +114,7 @@ def resume_point(folder: str) -> str | None:
 def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
     from splitlab.cli import build_cli
 
-    folder = os.path.join(a.out, name)
+    folder = os.path.join(a.out, name)  # the run folder: `--run NAME` under `--trainer.default_root_dir OUT`
     if os.path.exists(os.path.join(folder, "done.json")):
         print(f"{name}: done, skipped")
         return
@@ -123,7 +124,7 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.max_epochs=-1",
             f"--trainer.max_steps={a.steps}", f"--trainer.max_time=00:{budget // 3600:02d}:{budget % 3600 // 60:02d}:{budget % 60:02d}",
             "--trainer.check_val_every_n_epoch=1", "--trainer.num_sanity_val_steps=0",
-            f"--trainer.default_root_dir={folder}", "--data.init_args.on_the_fly=true",
+            f"--trainer.default_root_dir={a.out}", f"--run={name}", "--data.init_args.on_the_fly=true",
             f"--data.init_args.steps_per_epoch={a.eval_every}", f"--data.init_args.num_val={a.val_size}",
             f"--data.init_args.num_test={a.val_size}", *a.extra]
     if a.size == "paper" and not os.path.isdir("data/cub"):
@@ -144,14 +145,48 @@ def run_one(name: str, config: str, seed: int, a: argparse.Namespace) -> None:
 
 
 def load(out: str) -> dict[str, list[dict]]:
-    runs = {}
-    for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
-        path = os.path.join(out, name, HISTORY)
-        if os.path.exists(path):
-            rows = [json.loads(line) for line in open(path) if line.strip()]
-            if rows:
-                runs[name] = rows
+    """Every run under ``out`` by ``<model>_<variant>_seed<S>``: this script's own runs (``fig8_history.jsonl``) and
+    runs of the four SPAIR configs made by ``lightning fit`` (a config's folder, whose runs are seeds, or one run:
+    their ``history.jsonl``, with the counting callback's ``val/`` metrics)."""
+    runs: dict[str, list[dict]] = {}
+    for folder, dirs, files in sorted(os.walk(out)) if os.path.isdir(out) else []:
+        dirs[:] = sorted(d for d in dirs if d not in ("wandb", "checkpoints", "images"))
+        if HISTORY in files:
+            rows = [json.loads(line) for line in open(os.path.join(folder, HISTORY)) if line.strip()]
+            name = os.path.basename(os.path.normpath(folder))
+        elif "history.jsonl" in files:
+            name, rows = _cli_run(folder)
+        else:
+            continue
+        if name and rows:
+            key = name if name not in runs else f"{name}-{os.path.basename(os.path.normpath(folder))}"
+            runs[key] = rows
     return runs
+
+
+def _cli_run(folder: str) -> tuple[str | None, list[dict]]:
+    """A `lightning fit` run of one of the Fig. 8 configs: its name and its validations as this script's rows."""
+    from splitlab.runs import read_run_info
+
+    info = read_run_info(folder)
+    config = info.get("config")
+    if config is None and os.path.exists(os.path.join(folder, "metrics.json")):
+        with open(os.path.join(folder, "metrics.json")) as f:
+            config = json.load(f).get("config")
+    key = next((k for k, paths in CONFIGS.items()
+                if config in [os.path.splitext(os.path.basename(p))[0] for p in paths]), None)
+    if key is None:
+        return None, []
+    rows = []
+    for line in open(os.path.join(folder, "history.jsonl")):
+        if not line.strip():
+            continue
+        h = json.loads(line)
+        m = h.get("metrics", {})
+        if "val/count_acc" not in m:
+            continue
+        rows.append({"step": h["step"], "wall_s": None, **{k: m.get(f"val/{k}") for k in METRICS}})
+    return f"{key[0]}_{key[1]}_seed{info.get('seed', 0)}", rows
 
 
 def _fmt(values: list[float]) -> str:
@@ -179,7 +214,7 @@ def report(out: str) -> str:
         if not last:
             continue
         steps = "/".join(str(r["step"]) for r in last)
-        mins = "/".join(f"{r['wall_s'] / 60:.1f}" for r in last)
+        mins = "/".join("—" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f}" for r in last)
         first = "/".join(str(next((r["step"] for r in rows if r["count_acc"] >= 0.5), "—"))
                          for rows in histories[f"{model}_{variant}"])
         lines.append(f"| {model} | {variant} | {steps} | {mins} | {_fmt([r['count_acc'] for r in last])} | "
@@ -232,6 +267,8 @@ def _figure(runs: dict[str, list[dict]], path: str) -> None:
             for name, rows in runs.items():
                 model, var = name.rsplit("_seed", 1)[0].rsplit("_", 1)
                 if var != variant:
+                    continue
+                if rows[0][xkey] is None:  # a `lightning fit` run has no training wall time per row
                     continue
                 xs = [r[xkey] / (60 if xkey == "wall_s" else 1) for r in rows]
                 ax.plot(xs, [r["count_acc"] for r in rows], "o-", ms=3, color=colours[model], alpha=0.8,

@@ -102,3 +102,24 @@ def test_a_resumed_run_writes_over_last_ckpt_so_a_second_resume_continues_from_i
     fit(6, ckpt_path=str(last))
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
     assert not [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("last-")]
+
+
+def test_report_reads_lightning_fit_runs_of_a_config_folder_as_seeds(tmp_path):
+    """`fig8.py --report --out runs/split_spair_hard`: the CLI's run folders (run.json + history.jsonl) are seeds."""
+    from benchmarks.fig8 import load
+    from splitlab.runs import write_run_info
+
+    config = tmp_path / "split_spair_hard"
+    for seed, acc in ((0, 0.7), (1, 0.9)):
+        run = config / f"seed{seed}-20261206-101500-abcd"
+        run.mkdir(parents=True)
+        write_run_info(str(run), config="split_spair_hard", seed=seed)
+        rows = [{"step": s, "epoch": 0, "metrics": {"val/count_acc": a, "val/count_acc_unseen_bg": a / 2, "val/loss": 1.0}}
+                for s, a in ((500, 0.1), (1000, acc))]
+        (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = load(str(config))
+    assert sorted(runs) == ["split_spair_hard_seed0", "split_spair_hard_seed1"]
+    assert [r["count_acc"] for r in runs["split_spair_hard_seed1"]] == [0.1, 0.9]
+    text = report(str(config))
+    assert "| split_spair | hard | 1000/1000 |" in text and "0.800 ± 0.141 (n=2)" in text
+    assert load(str(config / "seed0-20261206-101500-abcd")).keys() == {"split_spair_hard_seed0"}  # one run
