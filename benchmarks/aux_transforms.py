@@ -62,7 +62,8 @@ def config_for(name: str, seed: int, judge: str) -> str:
         cfg = yaml.safe_load(f)
     folder = os.path.join(OUT, f"{name}_seed{seed}")
     cfg["seed_everything"] = seed
-    cfg["trainer"]["default_root_dir"] = folder
+    cfg["trainer"]["default_root_dir"] = OUT
+    cfg["run"] = f"{name}_seed{seed}"  # the run folder OUT/<name>_seed<seed>
     cfg["trainer"]["logger"] = False
     for cb in cfg["trainer"]["callbacks"]:
         if cb["class_path"].endswith("Table1Callback"):

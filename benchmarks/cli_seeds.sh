@@ -16,7 +16,7 @@ OMP_NUM_THREADS=4 "$PY" -m splitlab.cli fit --config configs/quickstart_spair.ya
 for s in "$@"; do
   for m in spair split_spair; do
     OMP_NUM_THREADS=1 timeout "$LIMIT_S" "$PY" -m splitlab.cli fit --config configs/quickstart_$m.yaml --seed_everything="$s" \
-      --trainer.logger=false --trainer.enable_progress_bar=false --trainer.default_root_dir="$OUT/${m}_s$s" \
+      --trainer.logger=false --trainer.enable_progress_bar=false --trainer.default_root_dir="$OUT" --run="${m}_s$s" \
       > "$OUT/${m}_s$s.log" 2>&1 &
   done
 done

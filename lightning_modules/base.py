@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from lightning_modules.nn.aux_transforms import keyed_by_image
 from splitlab.errors import ConfigError, DataError, NonFiniteLossError
 
 OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
@@ -188,8 +189,12 @@ class RepresentationModule(Reloadable, pl.LightningModule):
         return self._shared_eval(batch, "test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """``lightning predict``: the posterior-mean latents and the reconstruction of each image."""
-        latents = self.encode(batch["image"])
+        """``lightning predict``: the posterior-mean latents and the reconstruction of each image. The auxiliary
+        transform's shuffle of an image is keyed by its dataset index, so its z_l is the same in any batch and on
+        any rank (:func:`lightning_modules.nn.aux_transforms.keyed_by_image`)."""
+        keyed = keyed_by_image(batch["index"]) if "index" in batch else contextlib.nullcontext()
+        with keyed:
+            latents = self.encode(batch["image"])
         out = {k: v.detach() for k, v in latents.items()}
         out["reconstruction"] = self.decode(latents)
         for key in ("label", "count", "index"):

@@ -19,7 +19,9 @@ given a seeded ``generator``. All keep each image's mean colour.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -66,8 +68,36 @@ def _unpatches(p: Tensor, h: int, w: int) -> Tensor:
     return p.reshape(b, h // r, w // r, c, r, r).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
+_KEYS: Tensor | None = None  # per-image keys while `keyed_by_image` is active
+
+
+@contextlib.contextmanager
+def keyed_by_image(index: Tensor, seed: int = 0) -> Iterator[None]:
+    """Within this block each image's draws are a fixed function of its dataset ``index`` (and ``seed``) instead of
+    the RNG stream: ``lightning predict`` then writes the same z_l for an image in any batch, on any rank."""
+    global _KEYS
+    before, _KEYS = _KEYS, index.long().view(-1) * 1_000_003 + seed
+    try:
+        yield
+    finally:
+        _KEYS = before
+
+
+def _hashed(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Pseudo-random 32-bit integers of shape ``shape``, row b a function of ``keys[b]`` and the position alone
+    (an integer hash, vectorised: no generator, no loop)."""
+    pos = torch.arange(math.prod(shape[1:]), device=keys.device).view(1, -1)
+    k = (keys.view(-1, 1).to(pos.device) * 0x9E3779B1 + pos * 0x85EBCA77) & 0xFFFFFFFF
+    for _ in range(3):
+        k = ((k ^ (k >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    return (k ^ (k >> 16)).view(shape)
+
+
 def _random_permutations(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """Independent uniform permutations along the last dim: argsort of i.i.d. uniform keys."""
+    """Independent uniform permutations along the last dim: argsort of i.i.d. uniform keys (hashed per image
+    inside :func:`keyed_by_image`)."""
+    if _KEYS is not None and generator is None and len(_KEYS) == shape[0]:
+        return _hashed(_KEYS.to(device), shape).argsort(dim=-1, stable=True)
     return torch.rand(shape, device=device, generator=generator).argsort(dim=-1)
 
 
