@@ -141,7 +141,8 @@ def choose_run(root: str, run: str | None, subcommand: str | None, ckpt_path: st
     requeued SLURM job that has only ``last.ckpt``), and a sentence saying which run it is.
     """
     env = os.environ if env is None else env
-    if env.get(RUN_DIR_ENV):  # a DDP rank launched by rank 0: rank 0 chose (and checked) the folder
+    if env.get(RUN_DIR_ENV) and int(env.get("LOCAL_RANK", "0") or 0) > 0:
+        # a DDP rank that Lightning launched from rank 0 (which set LOCAL_RANK): rank 0 chose and checked the folder
         return env[RUN_DIR_ENV], ckpt_path, "the run folder of rank 0"
     slurm = slurm_run_name(env)
     if run is None and ckpt_path not in (None, "last", "hpc") and os.path.isfile(ckpt_path):

@@ -206,3 +206,9 @@ def test_a_cancelled_run_leaves_a_checkpoint_and_resumes_bitwise(tmp_path, unint
                  "--run=cancelled", "--ckpt_path=last"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert read_metrics(root / "cancelled")["metrics"] == uninterrupted["metrics"]
+
+
+def test_only_a_launched_ddp_rank_takes_rank_zeros_folder(tmp_path):
+    env = {runs.RUN_DIR_ENV: str(tmp_path / "r0")}
+    assert runs.choose_run(str(tmp_path), None, "fit", None, 0, env={**env, "LOCAL_RANK": "1"})[0] == str(tmp_path / "r0")
+    assert runs.choose_run(str(tmp_path), None, "fit", None, 0, env=env)[0] != str(tmp_path / "r0")  # a later run
