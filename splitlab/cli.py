@@ -174,6 +174,8 @@ def _is_rank_zero() -> bool:
     """Global rank 0 of a job (SLURM task 0, or the process that Lightning's launcher starts the others from)."""
     if os.environ.get("SLURM_PROCID") and runs.slurm_run_name():
         return os.environ["SLURM_PROCID"] == "0"
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None and os.environ.get("RANK"):  # torchrun: the global rank
+        return os.environ["RANK"] == "0"
     return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
 
 

@@ -157,6 +157,10 @@ def choose_run(root: str, run: str | None, subcommand: str | None, ckpt_path: st
                 "first (`lightning fit` without --ckpt_path), or give the config's folder with "
                 "--trainer.default_root_dir and the run with --run NAME.")
         return found, ckpt_path, "the newest run of this config (--run NAME picks another)"
+    if run is None and slurm is None and env.get("TORCHELASTIC_RUN_ID") is not None:
+        raise ConfigError(
+            "under torchrun every process starts on its own, so they cannot agree on a generated run name: give "
+            "the run folder's name with --run NAME (the same on every node), e.g. --run torchrun-$(date +%Y%m%d-%H%M).")
     name = run or slurm or new_run_name(seed)
     if os.sep in name or name in ("", ".", "..", "checkpoints", "wandb", "images"):
         raise ConfigError(f"--run {name!r}: a run name is one folder name (no '/'), not a reserved name.")

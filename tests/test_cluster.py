@@ -212,3 +212,10 @@ def test_only_a_launched_ddp_rank_takes_rank_zeros_folder(tmp_path):
     env = {runs.RUN_DIR_ENV: str(tmp_path / "r0")}
     assert runs.choose_run(str(tmp_path), None, "fit", None, 0, env={**env, "LOCAL_RANK": "1"})[0] == str(tmp_path / "r0")
     assert runs.choose_run(str(tmp_path), None, "fit", None, 0, env=env)[0] != str(tmp_path / "r0")  # a later run
+
+
+def test_torchrun_needs_a_run_name_that_all_processes_share(tmp_path):
+    env = {"TORCHELASTIC_RUN_ID": "none", "RANK": "3", "LOCAL_RANK": "1"}
+    with pytest.raises(ConfigError, match="--run NAME"):
+        runs.choose_run(str(tmp_path), None, "fit", None, 0, env=env)
+    assert runs.choose_run(str(tmp_path), "a", "fit", None, 0, env=env)[0] == str(tmp_path / "a")
