@@ -67,9 +67,9 @@ def main() -> None:
     model = SPAIR(**init)
     if a.init:  # fine-tune: the checkpoint's weights, a fresh optimiser
         res = model.load_state_dict(torch.load(a.init, map_location="cpu", weights_only=False)["state_dict"], strict=False)
-        new = [k for k in res.missing_keys if not k.startswith("lateral_head.")]  # lateral_pres starts at zero
-        if new or res.unexpected_keys:
-            raise SystemExit(f"--init {a.init} does not fit this model: missing {new}, unexpected {res.unexpected_keys}")
+        if res.missing_keys or res.unexpected_keys:
+            raise SystemExit(f"--init {a.init} does not fit this model: missing {res.missing_keys}, "
+                             f"unexpected {res.unexpected_keys}")
     opt = model.build_optimizer(lambda params: torch.optim.Adam(params, lr=lr))
     g = torch.Generator().manual_seed(a.seed)
     majority = torch.bincount(count_val).max().item() / len(count_val)

@@ -22,9 +22,9 @@ background ``p(x_bg | z_bg)``. Loss = negative ELBO::
     kl_depth = KL(q(z_depth) || N(0, 1))
     kl_pres  = log q(z_pres) - log p(z_pres | count prior)        (binary-concrete densities)
     kl_bg    = KL(q(z_bg | x) || N(0, I))
-    loss = recon + beta * (z_what_beta kl_what + kl_where + kl_depth + z_pres_beta kl_pres
-                           [+ overlap_beta overlap]) + z_bg_beta kl_bg
+    loss = recon + beta * (z_what_beta kl_what + kl_where + kl_depth + z_pres_beta kl_pres) + z_bg_beta kl_bg
            [+ aux_recon + z_l_beta kl_l with a LocalBranch]
+           [+ the warm-ups and the presence credit below, beyond both papers, each off by default]
 
 The count prior is SPAIR's: a geometric distribution over the number of objects with success
 probability annealed from 0 to ``z_pres_prior_prob`` over ``z_pres_anneal_steps`` (so the
@@ -32,11 +32,13 @@ model does not switch every cell on), spread uniformly over which cells are on. 
 cell ``i`` given the earlier cells' decisions is computed for all cells at once in closed
 form (``count_prior_log_odds``), not by a loop.
 
-Inference in ``sequential`` mode (SPAIR's): cells are visited in raster order and each cell's
-networks also see the sampled latents of its already-decided neighbours (left, up-left, up,
-up-right), SPAIR's defence against two cells claiming one object; that loop over G*G cells,
-batched over images, is the only loop. ``sequential: false`` infers all cells in one pass
-(what the authors' TensorFlow code does). Defaults follow the authors' ``spair/main.py``.
+By default all cells are inferred in one pass, as the authors' TensorFlow code does
+(spair/spair.py:406-489). ``sequential: true`` is SPAIR's own inference: cells in raster order,
+each also seeing the sampled latents of its already-decided neighbours (left, up-left, up,
+up-right); that loop over G*G cells, batched over images, is the only loop. Every default is the
+authors' value (github 51616/split-vae, ``spair/main.py`` and ``spair/spair.py``, lines in the
+argument list), so a config lists only what it changes. What each option beyond the papers
+did in our runs is in docs/fig8.md.
 """
 from __future__ import annotations
 
@@ -49,98 +51,21 @@ from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
 from lightning_modules.nn.distributions import Bernoulli, FixedGaussian, gaussian_kl_std_normal, reparameterize
-from lightning_modules.nn.glimpse import box_to_xyxy, crop, pairwise_iou, paste_sum
+from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste_sum
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, glorot_init_
+from lightning_modules.nn.objects import (  # noqa: F401  (count_prior_log_odds etc. are imported from here too)
+    _ClipInward,
+    alpha_extent,
+    concrete_log_density,
+    count_prior_log_odds,
+    gaussian_kl,
+)
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
 N_WHERE = 4
 # neighbours whose latents a cell sees in sequential mode: (d_row, d_col), all decided before it
 NEIGHBOURS = ((0, -1), (-1, -1), (-1, 0), (-1, 1))
-# what the lateral presence pass sees of each of a cell's 8 neighbours: presence probability, IoU with the
-# cell's box, centre offset (2, in cells), box size (2, in units of max_scale), on the grid
-N_LATERAL = 7
-
-
-def gaussian_kl(mu: Tensor, logvar: Tensor, prior_mu: Tensor | float, prior_logvar: Tensor | float) -> Tensor:
-    """KL(N(mu, e^logvar) || N(prior_mu, e^prior_logvar)) elementwise (float32)."""
-    mu, logvar = mu.float(), logvar.float()
-    prior_logvar = torch.as_tensor(prior_logvar, dtype=torch.float32, device=mu.device)
-    return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) / prior_logvar.exp() - 1)
-
-
-def concrete_log_density(y: Tensor, log_odds: Tensor, tau: float) -> Tensor:
-    """log density of a binary-concrete pre-sigmoid sample ``y = (log_odds + logistic) / tau``."""
-    t = tau * y
-    return math.log(tau) - t + log_odds - 2 * F.softplus(log_odds - t)
-
-
-class _ClipInward(torch.autograd.Function):
-    """``clamp(x, lo, hi)`` whose gradient also reaches an ``x`` outside the bounds, but only when a
-    descent step moves it back towards them (a plain straight-through clip lets a loss that wants
-    the value further out push ``x`` without limit, since the clipped value never answers)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, lo: float, hi: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
-        return x.clamp(lo, hi)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        keep = ((x >= ctx.lo) & (x <= ctx.hi)) | ((x < ctx.lo) & (grad < 0)) | ((x > ctx.hi) & (grad > 0))
-        return grad * keep, None, None
-
-
-def alpha_extent(mask: Tensor, boxes: Tensor) -> Tensor:
-    """Tight boxes of glimpse masks: mask (B, N, g, g) bool (rows, columns of each glimpse), boxes
-    (B, N, 4) pixel xyxy of the glimpses -> (B, N, 4) pixel xyxy of the masked pixels; a box whose
-    mask is empty is kept as it is."""
-    g = mask.shape[-1]
-    out = []
-    for axis, (lo, hi) in ((-2, (0, 2)), (-1, (1, 3))):  # columns: any over rows -> x; rows -> y
-        on = mask.any(axis).float()  # (B, N, g)
-        first = on.argmax(-1).float()
-        last = (g - 1 - on.flip(-1).argmax(-1)).float()
-        span = boxes[..., hi] - boxes[..., lo]
-        out.append((boxes[..., lo] + first / g * span, boxes[..., lo] + (last + 1) / g * span))
-    (x1, x2), (y1, y2) = out
-    tight = torch.stack([x1, y1, x2, y2], -1)
-    return torch.where(mask.flatten(2).any(-1, keepdim=True), tight, boxes)
-
-
-def count_prior_log_odds(on: Tensor, prior_prob: float) -> Tensor:
-    """SPAIR's prior log-odds that cell i is on, given which earlier cells are on.
-
-    The number of objects C has ``P(C = c) ∝ (1 - p)^c`` (p = ``prior_prob``) on 0..N and,
-    given C, every set of C cells is equally likely. After the first i cells with n_i of them
-    on, ``P(C = c | prefix) ∝ P(C = c) binom(N - i, c - n_i) / binom(N, c)`` and cell i is on
-    with probability ``E[(C - n_i) / (N - i)]``. All cells at once.
-
-    Args:
-        on: (B, N) 0/1 decisions in raster order.
-    Returns:
-        (B, N) prior log-odds (float32).
-    """
-    b, n = on.shape
-    dev = on.device
-    n_before = torch.cumsum(on.float(), 1) - on.float()  # (B, N) cells on before i
-    i = torch.arange(n, device=dev, dtype=torch.float32).view(1, n, 1)
-    c = torch.arange(n + 1, device=dev, dtype=torch.float32).view(1, 1, n + 1)
-    left = c - n_before.unsqueeze(-1)  # objects still to place, (B, N, N+1)
-    room = n - i  # cells left, including i
-    valid = (left >= 0) & (left <= room)
-    q = max(1.0 - prior_prob, 1e-6)
-
-    def lbinom(a: Tensor, k: Tensor) -> Tensor:
-        return torch.lgamma(a + 1) - torch.lgamma(k + 1) - torch.lgamma(a - k + 1)
-
-    logw = c * math.log(q) + lbinom(room, left.clamp(min=0).minimum(room)) - lbinom(torch.tensor(float(n), device=dev), c)
-    logw = torch.where(valid, logw, torch.full_like(logw, -float("inf")))
-    w = torch.softmax(logw, -1)
-    p = (w * left.clamp(min=0) / room).sum(-1).clamp(1e-6, 1 - 1e-6)
-    return torch.log(p) - torch.log1p(-p)
 
 
 class SPAIR(RepresentationModule):
@@ -148,125 +73,73 @@ class SPAIR(RepresentationModule):
 
     Args:
         image_size, channels: scene shape (Multi-Bird: 48, 3).
-        grid_size: G, cells per side (authors: 4 on 48x48, 12-pixel cells).
-        glimpse_size: side of the glimpse crops (authors' ``object_size``: 32).
+        grid_size: G, cells per side (authors: 4 on 48x48, 12-pixel cells; the backbone strides 2, 2, 3, spair/spair.py:381-383,
+            its last conv 4x4 'SAME', a 22-px receptive field).
+        glimpse_size: side of the glimpse crops (authors' ``object_size``: 32, main.py:28).
         z_what_dim: D of z_what (authors' ``latent_size``: 128).
         z_bg_dim: size of z_bg (authors' ``bg_latent_size``: 4).
         backbone_width, feature_dim: channels of the backbone and of its per-cell features.
         max_scale: largest box side as a fraction of the image (authors: 0.5).
         max_shift: how far a box centre can move from its cell centre, in cells (authors: 1).
-        tau: binary-concrete temperature of z_pres (authors: 0.8).
-        beta: weight of the object KLs (authors: 0.5). z_what_beta: extra weight of kl_what (0.1).
-        z_what_beta_start: if set, kl_what's weight at step 0, moved linearly to ``z_what_beta`` over the
-            prior anneal (``z_pres_anneal_steps``): a KL warm-up, so that a tight z_what (the authors'
-            0.5 for SPLIT-SPAIR on Hard) does not collapse before the glimpse decoder draws anything
-            (beyond both papers; None: constant, as the authors).
+        tau: binary-concrete temperature of z_pres (authors: 0.8, main.py:27).
+        beta: weight of the object KLs (authors: 0.5, main.py:21). z_what_beta: extra weight of kl_what (0.1, main.py:40).
         z_bg_beta: weight of kl_bg (authors: 10 for plain backgrounds, 4 for checkerboards).
-        z_l_beta: weight of kl_l (authors: 0.1).
+        z_l_beta: weight of kl_l (authors' ``-split_z_l``: 0.1, main.py:39; spair/trainer.py:190-199).
         z_pres_beta: extra weight of kl_pres (authors: 1, with Bernoulli pixels). It sets what one more
-            object costs against what it buys in reconstruction; Gaussian pixels (``recon_sigma``) scale
-            the reconstruction gains several-fold, and then a second box on the same bird pays for
-            itself unless this weight follows (beyond both papers).
-        z_pres_prior_prob, z_pres_anneal_steps: count prior (authors: 0.99 over 10,000 steps).
+            object costs against what it buys in reconstruction; with Gaussian pixels (``recon_sigma``)
+            the reconstruction gains grow several-fold and this weight should follow (beyond both papers).
+        z_pres_prior_prob, z_pres_anneal_steps: count prior (authors: 0.99, spair/trainer.py:150, over 10,000 steps,
+            main.py:32).
         size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
-            annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5).
-        sequential: SPAIR's cell-by-cell inference; ``False``: all cells in parallel.
+            annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5; main.py:33-34).
+        sequential: SPAIR's cell-by-cell inference; ``False`` (authors, spair/spair.py:406-489): all cells in parallel.
         where_logvar_init: initial log-variance of q(z_where) (bias of its head).
         recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors;
             a number: Gaussian pixels with this fixed standard deviation. The SPLIT branch
-            scores x_hat with the same likelihood (the authors use BCE for both).
-        colour_noise: std of Gaussian noise on object colours in training (authors' Renderer:
-            0.01).
-        background: ``conv`` (the authors' BackgroundModel) or ``dense`` (their ``-dense_bg``
-            MLP, 1024-500 / 500-1024; used by their SPLIT-SPAIR runs).
-        glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (authors:
-            2 * z_what_dim; 0: none).
-        upsample: ``nearest`` or ``bilinear`` in the conv decoders (authors: bilinear resize).
-        cell_kernel: kernel of the backbone's last strided conv, with TF 'SAME' padding. 0 (equal to its
-            stride): a receptive field of 18 px on 12-px cells, centred on the cell. 4 (authors): 22 px,
-            but off-centre: 'SAME' pads only the far edge, so a cell sees 3 px into its left / upper
-            neighbour and 7 px into its right / lower one, and claims birds that lie there (measured:
-            the double boxes on Hard are such pairs). 5: 26 px, centred (7 px each side).
-        init: ``torch`` (PyTorch's default init) or ``glorot`` (Keras' default, the authors').
+            scores x_hat with the same likelihood (the authors use BCE for both, spair/trainer.py:148, 194).
+        colour_noise: std of Gaussian noise on object colours in training (authors' Renderer: 0.01,
+            spair/spair.py:539, 567).
+        background: ``conv`` (the authors' BackgroundModel, spair/spair.py:29-30) or ``dense`` (their
+            ``-dense_bg`` MLP, 1024-500 / 500-1024, spair/spair.py:69-74; used by their SPLIT-SPAIR runs).
+        glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (``None``: the authors'
+            ``2 * z_what_dim``, spair/spair.py:253, 348; 0: none).
+        upsample: ``bilinear`` (authors: tf.image.resize, spair/spair.py:360, 362) or ``nearest`` in the conv decoders.
+        init: ``glorot`` (Keras' default, the authors') or ``torch`` (PyTorch's default init).
         pres_clip: how z_pres logits are kept in [-10, 10]: ``hard`` (the authors' ``tf.clip_by_value``,
             spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes
             back) or ``straight_through`` (the same forward values; beyond the bound the gradient
             passes when it points back inside, so an off cell can come back; beyond both papers).
         detect_boxes: what :meth:`detect` reports as an object's box: ``alpha`` (the extent of its
             decoded alpha map) or ``box`` (its ``z_where`` box).
-        fix_alpha_steps, fix_alpha_value: for the first ``fix_alpha_steps`` training steps the
-            objects' coverage in the composite is held at ``fix_alpha_value`` everywhere, so the
-            background model gets a learning signal even while every cell is on (SPACE's "fix
-            alpha" trick, zhixuan-lin/SPACE src/model/space/space.py:37-38; beyond both papers).
-        pres_lr_scale: the z_pres head's learning rate as a multiple of the optimiser's (beyond both
-            papers: a slower presence decision gives the glimpse decoder time to learn birds before
-            cells are switched off; 1: one learning rate, as the authors).
         object_warmup_steps: for this many training steps add a second reconstruction term in
             which every cell is drawn (presence 1, a constant), weighted from 1 down to 0: the
             glimpse encoder and decoder learn to draw what lies in their boxes whatever the z_pres
-            head says, while the pres head learns only from the real composite. Without it the
-            decoder learns only through present cells, and a run whose cells switch off before it
-            draws birds never recovers (beyond both papers; 0: off, as the authors).
+            head says, while the pres head learns only from the real composite (beyond both papers; 0: off).
         background_warmup_steps: for this many training steps add a reconstruction of the whole image
             by the background alone, weighted from 1 down to 0: the background model learns the
             scene's stationary pattern (Hard's checkerboard) even while every cell is on and covers
-            it. Without it the background gets no gradient where objects cover the image, so objects
-            that paint the checkerboard stay on (beyond both papers; 0: off, as the authors).
+            it; without it the background gets no gradient where objects cover the image (beyond both
+            papers; 0: off).
         background_warmup_hold: while more than half of the batch's cells are on (the all-on start),
             the background warm-up weight does not fall below this value, also after
-            ``background_warmup_steps``; once the cells have gone off it fades as before. On Hard the runs
-            that stay all on are those whose background posterior collapses as the warm-up fades
-            (kl_bg 41 -> 8.6 nats while every cell stays on; the good runs' kl_bg rises to 60-90 and
-            then the cells go off; benchmarks/results/fig8_log.md, *Session 24*); held, the term repaired
-            both failed SPAIR runs tried, whose controls stayed all on (*Session 25*). The test is on
-            device (no host sync). Beyond both papers; 0: off.
-        coverage: how present objects' alphas make the objects' coverage of a pixel: ``weighted`` (the
-            authors', spair/spair.py:564-573: the importance-weighted mean of ``z_pres * alpha``) or
-            ``union`` (``1 - prod_i (1 - z_pres_i alpha_i)``). The two agree for one object; under
-            ``weighted`` a second box on a drawn bird is a trap: switching it off passes through
-            ``z_pres ~ 0.4``, where the mean fades the bird by ~17 %, so the reconstruction holds
-            both boxes on (measured on Hard: removing the weaker box of a double changes the
-            reconstruction by a median ~0 nats while the count prior charges 10.4). Under ``union`` a box on
-            an already covered pixel changes nothing on the way off; in a Hard fine-tune it did not remove
-            the doubles (benchmarks/results/fig8_log.md; beyond both papers).
-        overlap_beta: weight of a pairwise-interaction (Strauss point-process) term on present objects,
-            ``sum_{i<j} z_pres_i z_pres_j IoU(box_i, box_j)`` (boxes detached: only presence is
-            pushed), added to the KLs under ``beta``: two boxes on one place cost, two birds side by side
-            (IoU < ~0.25) hardly. An unnormalised energy, not a normalised prior (beyond both papers;
-            0: off).
-        lateral_pres: a second, parallel presence pass in which each cell sees its 8 neighbours' first-pass
-            presence probabilities and boxes (overlap, offset, size): ``logit = first + lateral(...)``, the
-            lateral head zero-initialised (so a checkpoint without it loads and starts unchanged). Its
-            weights are per neighbour position, so a pair can learn which of the two yields. Parallel cells
-            only (``sequential: false``). The double boxes on Hard are two adjacent cells on one bird, each
-            deciding blind to the other (benchmarks/results/fig8_log.md, "where the double boxes come from"; beyond both papers;
-            SPAIR's sequential context does this cell by cell).
-        pres_credit: weight of a leave-one-out credit term for presence (0: off; beyond both papers). Each
+            ``background_warmup_steps``; once the cells have gone off it fades as before. It keeps the
+            background's posterior from collapsing while every cell is on. The test is on device (no host
+            sync). Beyond both papers; 0: off.
+        pres_credit: weight of a leave-one-out credit for presence (0: off; beyond both papers). Each
             training step picks one present cell per image and measures, with hard presences, the
-            reconstruction lost by switching it off against the count prior's price of keeping it
-            (``beta * z_pres_beta * -prior_log_odds``); the advantage ``A`` (nats) scales a score-function
-            term ``-A log sigmoid(logit)`` on that cell. The relaxed gradient pushes every present box off
-            alike, a box on its bird or the second box of a double (measured, benchmarks/results/fig8_log.md); this term tells
-            them apart by what each box buys. One extra render of the batch per step.
-        pres_credit_start: training step from which ``pres_credit`` applies. From step 0 it holds an
-            all-on start on (measured on Hard: every cell on at 2,000 steps with w = 30, where the run
-            without it counts at 0.55: each box pays for the patch of checkerboard it paints); start it
-            once the cells have left that state, e.g. after ``background_warmup_steps``.
-        pres_credit_off_only: keep only the advantage's negative part, ``min(A, 0)``: the term then only
-            switches off a box whose removal the loss prefers (the second box of a double) and never holds
-            one on, which leaves the relaxed gradient alone to decide when cells leave the all-on start.
-        pres_credit_loss: how the advantage ``A`` moves the picked logit. ``score``: ``-A log sigmoid(logit)``,
-            the score-function (REINFORCE) form, whose push off, ``|A| (1 - p)``, vanishes as the cell grows sure
-            (p -> 1): a confident second box leaves slowly (measured: ~1,000-2,000 steps). ``bce``: the
-            counterfactual is computed, not sampled, so it is a label: ``|A|`` times the cross-entropy towards the
-            better choice (on for ``A > 0``, off for ``A < 0``), whose push off is ``|A| p``, largest on the surest
-            box. The two agree for ``A > 0``.
+            reconstruction lost by switching it off against the count prior's price of keeping it; when
+            the loss prefers off, the cell's logit is pushed off in proportion (:meth:`credit`). The
+            relaxed gradient pushes every present box off alike, a box on its object or the second box
+            on one object; this term tells them apart by what each box buys. One extra render per step.
+        pres_credit_start: training step from which ``pres_credit`` applies; start it once the cells have
+            left the all-on start (e.g. after ``background_warmup_steps``).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
-        concat_z_what / concat_z_bg / concat_backbone: where z_l goes (authors' flags;
-            paper: glimpse decoder only).
+        concat_z_what / concat_z_bg: where z_l goes (the authors' ``-concat_z_what``, README.md:93 / 107; paper 1
+            Fig. 2: the glimpse decoder only). ``concat_z_bg`` is off in every authors' run: their model reads
+            ``config.concat_z_bg``, which main.py never defines (it has ``-concat_bg``, main.py:48).
     """
 
-    # NCHW: NHWC gave no clear gain here (145 vs 134-142 ms a step, noisy; an earlier session measured it slower)
+    # NCHW: NHWC gave no clear gain here (docs/speed.md)
     memory_format = torch.contiguous_format
 
     def __init__(
@@ -285,7 +158,6 @@ class SPAIR(RepresentationModule):
         tau: float = 0.8,
         beta: float = 0.5,
         z_what_beta: float = 0.1,
-        z_what_beta_start: float | None = None,
         z_bg_beta: float = 10.0,
         z_l_beta: float = 0.1,
         z_pres_beta: float = 1.0,
@@ -294,34 +166,24 @@ class SPAIR(RepresentationModule):
         size_prior_mean: float = 0.0,
         size_prior_start: float = 10.0,
         size_prior_std: float = 0.5,
-        sequential: bool = True,
+        sequential: bool = False,
         recon_sigma: float | None = None,
         where_logvar_init: float = -4.0,
-        colour_noise: float = 0.0,
+        colour_noise: float = 0.01,
         background: str = "conv",
-        glimpse_hidden: int = 0,
-        upsample: str = "nearest",
-        cell_kernel: int = 0,
-        init: str = "torch",
+        glimpse_hidden: int | None = None,
+        upsample: str = "bilinear",
+        init: str = "glorot",
         pres_clip: str = "hard",
         detect_boxes: str = "alpha",
-        fix_alpha_steps: int = 0,
-        fix_alpha_value: float = 0.1,
-        pres_lr_scale: float = 1.0,
         object_warmup_steps: int = 0,
         background_warmup_steps: int = 0,
         background_warmup_hold: float = 0.0,
-        coverage: str = "weighted",
-        overlap_beta: float = 0.0,
-        lateral_pres: bool = False,
         pres_credit: float = 0.0,
         pres_credit_start: int = 0,
-        pres_credit_off_only: bool = False,
-        pres_credit_loss: str = "score",
         local_branch: LocalBranch | None = None,
         concat_z_what: bool = True,
         concat_z_bg: bool = False,
-        concat_backbone: bool = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         compile: bool = False,
@@ -347,17 +209,8 @@ class SPAIR(RepresentationModule):
         if detect_boxes not in ("alpha", "box"):
             raise ConfigError(f"detect_boxes must be 'alpha' or 'box', got {detect_boxes!r}; "
                               "set `model.init_args.detect_boxes`.")
-        if coverage not in ("weighted", "union"):
-            raise ConfigError(f"coverage must be 'weighted' or 'union', got {coverage!r}; set `model.init_args.coverage`.")
-        check_positive("overlap_beta", overlap_beta, "model.init_args.overlap_beta", allow_zero=True)
-        self.coverage, self.overlap_beta = coverage, overlap_beta
         check_positive("pres_credit", pres_credit, "model.init_args.pres_credit", allow_zero=True)
         self.pres_credit, self.pres_credit_start = pres_credit, pres_credit_start
-        self.pres_credit_off_only = pres_credit_off_only
-        if pres_credit_loss not in ("score", "bce"):
-            raise ConfigError(f"pres_credit_loss must be 'score' or 'bce', got {pres_credit_loss!r}; "
-                              "set `model.init_args.pres_credit_loss`.")
-        self.pres_credit_loss = pres_credit_loss
         if not 0 <= z_pres_prior_prob < 1:
             raise ConfigError(f"z_pres_prior_prob must be in [0, 1), got {z_pres_prior_prob}.")
         self.image_size, self.channels, self.G = image_size, channels, grid_size
@@ -366,9 +219,6 @@ class SPAIR(RepresentationModule):
         self.max_scale, self.max_shift, self.tau = max_scale, max_shift, tau
         self.beta, self.z_what_beta, self.z_bg_beta, self.z_l_beta = beta, z_what_beta, z_bg_beta, z_l_beta
         self.z_pres_beta = z_pres_beta
-        if z_what_beta_start is not None:
-            check_positive("z_what_beta_start", z_what_beta_start, "model.init_args.z_what_beta_start", allow_zero=True)
-        self.z_what_beta_start = z_what_beta_start
         self.z_pres_prior_prob, self.z_pres_anneal_steps = z_pres_prior_prob, max(1, z_pres_anneal_steps)
         self.size_prior = (size_prior_mean, size_prior_start, size_prior_std)
         self.sequential = sequential
@@ -376,12 +226,10 @@ class SPAIR(RepresentationModule):
             check_positive("recon_sigma", recon_sigma, "model.init_args.recon_sigma")
         self.recon_sigma = recon_sigma
         self.local_branch = local_branch
-        self.concat_z_what, self.concat_z_bg, self.concat_backbone = concat_z_what, concat_z_bg, concat_backbone
+        self.concat_z_what, self.concat_z_bg = concat_z_what, concat_z_bg
         self.likelihood = Bernoulli() if recon_sigma is None else FixedGaussian(recon_sigma)
         self.colour_noise = colour_noise
         self.pres_clip, self.detect_boxes = pres_clip, detect_boxes
-        check_positive("pres_lr_scale", pres_lr_scale, "model.init_args.pres_lr_scale")
-        self.pres_lr_scale = pres_lr_scale
         for name, value in (("object_warmup_steps", object_warmup_steps), ("background_warmup_steps", background_warmup_steps)):
             if value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}; set `model.init_args.{name}` to 0 (off) or a "
@@ -391,7 +239,7 @@ class SPAIR(RepresentationModule):
             raise ConfigError(f"background_warmup_hold must be in [0, 1], got {background_warmup_hold}; set "
                               "`model.init_args.background_warmup_hold` to 0 (off) or a weight such as 0.25.")
         self.background_warmup_hold = background_warmup_hold
-        self.fix_alpha_steps, self.fix_alpha_value = fix_alpha_steps, fix_alpha_value
+        glimpse_hidden = 2 * z_what_dim if glimpse_hidden is None else glimpse_hidden
         z_l_dim = 0
         if local_branch is not None:
             local_branch.build(channels, image_size, self.likelihood)
@@ -399,19 +247,17 @@ class SPAIR(RepresentationModule):
 
         w = backbone_width
         cell = image_size // grid_size
-        # backbone (authors: conv 4x4/2, 4x4/2, then stride 3 to 4x4 cells; 1x1 convs 128, 128, 100)
+        # backbone (authors: conv 4x4/2, 4x4/2, then 4x4 stride 3 to 4x4 cells, spair/spair.py:383; 1x1 convs 128, 128, 100)
         stride = cell // 4
-        k = max(cell_kernel, stride)
-        pad = k - stride  # TF 'SAME' padding: the authors' 4x4/3 conv gets one far-edge row/column; a 5x5/3 one each side
+        k = max(4, stride)
+        pad = k - stride  # TF 'SAME' padding: the authors' 4x4/3 conv gets one far-edge row/column
         cell_conv = [nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))] if pad else []
         self.backbone = nn.Sequential(
             nn.Conv2d(channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, w, 4, 2, 1), nn.ReLU(),
             *cell_conv, nn.Conv2d(w, w, k, stride), nn.ReLU(),
             nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, feature_dim, 1), nn.ReLU(),
         )
-        self.zl_to_backbone = (nn.Sequential(nn.Linear(z_l_dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
-                               if concat_backbone and z_l_dim else None)
-        f = feature_dim + (16 if self.zl_to_backbone is not None else 0)
+        f = feature_dim
         self.ctx_dim = len(NEIGHBOURS) * (N_WHERE + 2 + z_what_dim) if sequential else 0
         fc = f + self.ctx_dim
         self.where_head = nn.Sequential(nn.Linear(fc, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 2 * N_WHERE))
@@ -421,11 +267,6 @@ class SPAIR(RepresentationModule):
                                         hidden=glimpse_hidden)
         self.depth_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim, 64), nn.ReLU(), nn.Linear(64, 2))
         self.pres_head = nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 1, 64), nn.ReLU(), nn.Linear(64, 1))
-        if lateral_pres and sequential:
-            raise ConfigError("lateral_pres needs parallel cells: set `model.init_args.sequential: false` (the "
-                              "sequential pass already gives each cell its decided neighbours).")
-        self.lateral_head = (nn.Sequential(nn.Linear(fc + N_WHERE + z_what_dim + 3 + 8 * N_LATERAL, 64), nn.ReLU(),
-                                           nn.Linear(64, 1)) if lateral_pres else None)
         dec_in = z_what_dim + (z_l_dim if concat_z_what else 0)
         self.what_decoder = ConvDecoder(dec_in, channels + 1, glimpse_size, tuple(reversed(glimpse_widths)),
                                         (3,) * len(glimpse_widths), 3, hidden=glimpse_hidden, upsample=upsample,
@@ -443,15 +284,8 @@ class SPAIR(RepresentationModule):
         # cell centres in image fractions, raster order: (N, 2) as (x, y)
         rc = torch.stack(torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij"), -1).view(-1, 2)
         self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
-        # the 8 neighbours of each cell, (N, 8) indices into the cells, N where the neighbour lies off the grid
-        nb = [[(r + dr) * grid_size + c + dc if 0 <= r + dr < grid_size and 0 <= c + dc < grid_size else self.N
-               for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc] for r in range(grid_size) for c in range(grid_size)]
-        self.register_buffer("nb_index", torch.tensor(nb), persistent=False)
         if init == "glorot":
             glorot_init_(self)
-        if self.lateral_head is not None:  # starts as the plain pres head: a checkpoint without it is unchanged
-            nn.init.zeros_(self.lateral_head[-1].weight)
-            nn.init.zeros_(self.lateral_head[-1].bias)
         nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
 
     @property
@@ -470,10 +304,7 @@ class SPAIR(RepresentationModule):
     # ------------------------------------------------------------------ inference
     def _features(self, x: Tensor, z_l: Tensor | None) -> Tensor:
         """x: (B, C, H, W) -> per-cell features (B, N, F) in raster order."""
-        h = self.backbone(x).flatten(2).transpose(1, 2)
-        if self.zl_to_backbone is not None and z_l is not None:
-            h = torch.cat([h, self.zl_to_backbone(z_l).unsqueeze(1).expand(-1, self.N, -1)], -1)
-        return h
+        return self.backbone(x).flatten(2).transpose(1, 2)
 
     def _cells(self, x: Tensor, feat: Tensor, ctx: Tensor, cell_xy: Tensor, sample: bool) -> dict[str, Tensor]:
         """Infer the latents of K cells of each image at once.
@@ -500,8 +331,6 @@ class SPAIR(RepresentationModule):
         z_depth = reparameterize(depth_mu, depth_logvar) if sample else depth_mu
         h = torch.cat([h, z_depth], -1)
         raw = self.pres_head(h)
-        if self.lateral_head is not None:
-            raw = raw + self._lateral(h, raw, z_where)
         if self.pres_clip == "straight_through":  # same values, a gradient back from beyond the bound
             logits = _ClipInward.apply(raw, -10.0, 10.0)
         else:
@@ -516,22 +345,6 @@ class SPAIR(RepresentationModule):
         return {"where_mu": where_mu, "where_logvar": where_logvar, "z_where": z_where, "what_mu": what_mu,
                 "what_logvar": what_logvar, "z_what": z_what, "depth_mu": depth_mu, "depth_logvar": depth_logvar,
                 "z_depth": z_depth, "pres_logits": logits, "y": y, "z_pres": z_pres}
-
-    def _lateral(self, h: Tensor, raw: Tensor, z_where: Tensor) -> Tensor:
-        """The lateral presence pass (``lateral_pres``): h (B, N, H) pres-head inputs, raw (B, N, 1) first-pass
-        logits, z_where (B, N, 4) -> (B, N, 1) logit correction from the cell and its 8 neighbours."""
-        b, n = raw.shape[:2]
-        box = self.boxes(z_where)  # (B, N, 4) cx, cy, w, h as image fractions
-        p = torch.sigmoid(raw.float().clamp(-10.0, 10.0))
-        own = torch.cat([p, box[..., :2] * self.G, box[..., 2:] / self.max_scale], -1)  # (B, N, 5)
-        pad = torch.cat([own, own.new_zeros(b, 1, 5)], 1)
-        nb = pad[:, self.nb_index]  # (B, N, 8, 5); off-grid neighbours are zeros
-        on_grid = (self.nb_index < n).to(own.dtype).expand(b, -1, -1).unsqueeze(-1)  # (B, N, 8, 1)
-        iou = pairwise_iou(box_to_xyxy(box, 1, 1))  # (B, N, N)
-        iou = torch.cat([iou, iou.new_zeros(b, n, 1)], 2).gather(2, self.nb_index.expand(b, -1, -1)).unsqueeze(-1)
-        offset = (nb[..., 1:3] - own[:, :, None, 1:3]) * on_grid
-        ctx = torch.cat([nb[..., :1], iou, offset, nb[..., 3:], on_grid], -1).flatten(2)  # (B, N, 8 * N_LATERAL)
-        return self.lateral_head(torch.cat([h, raw, p.to(h.dtype), ctx.to(h.dtype)], -1))
 
     def infer(self, x: Tensor, z_l: Tensor | None = None, sample: bool = True) -> dict[str, Tensor]:
         """All cells' latents and posterior parameters, each (B, N, .), in raster order."""
@@ -561,14 +374,12 @@ class SPAIR(RepresentationModule):
         return torch.sigmoid(self.what_decoder(dec_in.reshape(b * n, -1)).float()).view(b, n, -1, self.g, self.g)
 
     def render(self, z_what: Tensor, z_where: Tensor, z_depth: Tensor, z_pres: Tensor, background: Tensor,
-               z_l: Tensor | None = None, fixed_alpha: float | None = None,
-               appearance: Tensor | None = None) -> dict[str, Tensor]:
+               z_l: Tensor | None = None, appearance: Tensor | None = None) -> dict[str, Tensor]:
         """Compose objects over the background.
 
         Args:
             z_what (B, N, D), z_where (B, N, 4), z_depth (B, N, 1), z_pres (B, N, 1);
             background (B, C, H, W) in [0, 1]; z_l (B, z_l_dim) for SPLIT-SPAIR;
-            fixed_alpha: compose with this constant coverage instead of the objects' own.
             appearance: the glimpse decoder's output for these z_what / z_l when already computed
                 (a second composite of the same objects reuses it).
         Returns:
@@ -584,11 +395,8 @@ class SPAIR(RepresentationModule):
         # sums below are one batched matrix product each over the cells, not (B, N, C, H, W) products
         pres = z_pres.float().view(b, n, 1)
         weight = pres * (torch.sigmoid(-z_depth.float().view(b, n, 1)) + 0.5)  # importance = z_pres alpha depth
-        if self.coverage == "union":  # log(1 - z_pres alpha) per cell, summed by the paste: log prod_i (1 - z_pres_i alpha_i)
-            last = torch.log1p(-(pres.view(b * n, 1, 1, 1) * alpha).clamp(max=1 - 1e-4))
-            last_scale = torch.ones_like(weight)
-        else:  # authors: sum_i z_pres_i alpha_i importance_i / sum_i importance_i (spair/spair.py:573)
-            last, last_scale = alpha * alpha, weight * pres
+        # coverage, as the authors: sum_i z_pres_i alpha_i importance_i / sum_i importance_i (spair/spair.py:573)
+        last, last_scale = alpha * alpha, weight * pres
         layers = torch.cat([alpha * rgb, alpha, last], 1).view(b, n, self.channels + 2, self.g, self.g)
         # per cell: [importance * rgb, importance] / alpha and the coverage layer, summed over cells by the paste
         scale = torch.cat([weight.expand(-1, -1, self.channels + 1), last_scale], -1)
@@ -597,9 +405,7 @@ class SPAIR(RepresentationModule):
         num, norm, cover_sum = canvas.split([self.channels, 1, 1], 1)
         norm = norm + 1e-8  # sum_i importance_i
         objects = num / norm
-        cover = -torch.expm1(cover_sum) if self.coverage == "union" else cover_sum / norm
-        if fixed_alpha is not None:
-            cover = torch.full_like(cover, fixed_alpha)
+        cover = cover_sum / norm
         recon = cover * objects + (1 - cover) * background
         return {"recon": recon, "objects": objects * cover, "alpha": cover, "appearance": app.view(b, n, *app.shape[1:])}
 
@@ -627,25 +433,19 @@ class SPAIR(RepresentationModule):
         family's likelihood (the SPLIT branch scores x_hat with the same one)."""
         return -self.likelihood.log_prob_mean(mean, x)
 
-    def overlap(self, z_where: Tensor, z_pres: Tensor) -> Tensor:
-        """Strauss pairwise interaction of present objects, ``sum_{i<j} z_pres_i z_pres_j IoU(box_i, box_j)``:
-        z_where (B, N, 4), z_pres (B, N, 1) -> (B,). The boxes are detached: the term pushes presence
-        (which box of a pair stays on), never the boxes off their object."""
-        iou = pairwise_iou(box_to_xyxy(self.boxes(z_where.detach()), 1, 1))
-        p = z_pres[..., 0].float()
-        return (p.unsqueeze(2) * p.unsqueeze(1) * iou).triu(1).sum((1, 2))
-
     def credit(self, x: Tensor, lat: Mapping[str, Tensor], bg: Tensor, appearance: Tensor, prior_log_odds: Tensor) -> Tensor:
-        """Leave-one-out presence credit (``pres_credit``), a score-function term for one present cell per image.
+        """Leave-one-out presence credit (``pres_credit``) for one present cell per image: it switches off a box
+        whose removal the loss prefers (the second box on one object), and never holds one on.
 
         Args:
             x (B, C, H, W); lat: :meth:`infer`'s output; bg (B, C, H, W); appearance (B, N, C+1, g, g);
             prior_log_odds (B, N): the count prior's log-odds of each cell being on.
         Returns:
-            (B,) ``-A log sigmoid(logit)`` at the picked cell, ``A`` = reconstruction lost by switching it off
-            (hard presences, nats) - ``beta * z_pres_beta * -prior_log_odds`` (the prior's price of keeping
-            it on, in the same loss units); 0 for an image with no present cell. With ``pres_credit_loss: bce``,
-            ``|A|`` times the cross-entropy of the picked logit towards on (``A > 0``) or off (``A < 0``).
+            (B,) ``|min(A, 0)| softplus(logit)`` at the picked cell: the cross-entropy towards off, weighted by
+            how much the loss prefers off. ``A`` = reconstruction lost by switching the cell off (hard
+            presences, nats) - ``beta * z_pres_beta * -prior_log_odds`` (the prior's price of keeping it on,
+            in the same loss units); 0 for an image with no present cell. The push off is ``|A| p``, largest
+            on the surest box (a score-function form, ``|A| (1 - p)``, leaves a confident box slowly).
         """
         b, n = lat["z_pres"].shape[:2]
         with torch.no_grad():
@@ -657,13 +457,9 @@ class SPAIR(RepresentationModule):
                             two(bg), appearance=two(appearance))["recon"]
             nll = self.recon_nll(r, two(x))
             price = -self.beta * self.z_pres_beta * (prior_log_odds * one[..., 0]).sum(1)
-            advantage = (nll[b:] - nll[:b] - price) * picked_on
-            if self.pres_credit_off_only:  # switch redundant boxes off, never hold one on
-                advantage = advantage.clamp(max=0.0)
+            off = (-(nll[b:] - nll[:b] - price) * picked_on).clamp(min=0.0)  # |min(A, 0)|: only ever off
         logit = (lat["pres_logits"][..., 0].float() * one[..., 0]).sum(1)
-        if self.pres_credit_loss == "bce":  # |A| x cross-entropy towards the better choice: push off ~ |A| p
-            return advantage.clamp(min=0) * F.softplus(-logit) + (-advantage).clamp(min=0) * F.softplus(logit)
-        return -advantage * F.logsigmoid(logit)  # score function: push off ~ |A| (1 - p)
+        return off * F.softplus(logit)
 
     def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
@@ -673,8 +469,7 @@ class SPAIR(RepresentationModule):
             terms.update(local_terms)
         lat = self.infer(x, z_l, sample=True)
         bg, z_bg, bg_mu, bg_logvar = self._background(x, z_l, sample=True)
-        fixed = self.fix_alpha_value if self.training and self.step_count() < self.fix_alpha_steps else None
-        out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l, fixed)
+        out = self.render(lat["z_what"], lat["z_where"], lat["z_depth"], lat["z_pres"], bg, z_l)
         terms["recon"] = self.recon_nll(out["recon"], x)  # -log p(x | z)
         a = self.anneal() if self.training else 1.0
         mean, start, std = self.size_prior
@@ -689,15 +484,9 @@ class SPAIR(RepresentationModule):
         terms["kl_pres"] = (concrete_log_density(y, logits, self.tau) - concrete_log_density(y, prior_log_odds, self.tau)).sum(1)
         terms["kl_bg"] = gaussian_kl_std_normal(bg_mu, bg_logvar)
         prior = terms["kl_where"] + terms["kl_depth"] + self.z_pres_beta * terms["kl_pres"]
-        if self.overlap_beta > 0:
-            terms["overlap"] = self.overlap(lat["z_where"], lat["z_pres"])
-            prior = prior + self.overlap_beta * terms["overlap"]
         if self.training and self.pres_credit > 0 and self.step_count() >= self.pres_credit_start:
             terms["pres_credit"] = self.credit(x, lat, bg, out["appearance"], prior_log_odds)
-        what_beta = self.z_what_beta
-        if self.z_what_beta_start is not None:  # KL warm-up along the prior anneal (host float, no sync)
-            what_beta = self.z_what_beta_start + (self.z_what_beta - self.z_what_beta_start) * a
-        loss = terms["recon"] + self.beta * (what_beta * terms["kl_what"] + prior) + self.z_bg_beta * terms["kl_bg"]
+        loss = terms["recon"] + self.beta * (self.z_what_beta * terms["kl_what"] + prior) + self.z_bg_beta * terms["kl_bg"]
         if "pres_credit" in terms:  # already in loss units (its advantage weighs the prior's price by beta)
             loss = loss + self.pres_credit * terms["pres_credit"]
         if z_l is not None:
@@ -718,16 +507,6 @@ class SPAIR(RepresentationModule):
         res["count"] = on.sum((1, 2)).mean()  # objects on per image
         res["loss"] = loss.mean()
         return res
-
-    def param_groups(self) -> list[dict]:
-        """The z_pres head in its own group at ``pres_lr_scale`` times the lr; the rest at the lr."""
-        if self.pres_lr_scale == 1.0:
-            return super().param_groups()
-        heads = [self.pres_head] + ([self.lateral_head] if self.lateral_head is not None else [])
-        pres = [p for m in heads for p in m.parameters()]
-        ids = {id(p) for p in pres}
-        return [{"params": [p for p in self.parameters() if id(p) not in ids]},
-                {"params": pres, "lr_scale": self.pres_lr_scale}]
 
     # ------------------------------------------------------------------ surface
     def encode(self, x: Tensor, sample: bool = False) -> dict[str, Tensor]:
