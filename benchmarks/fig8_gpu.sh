@@ -14,7 +14,7 @@ THREADS=$(( CORES / 8 > 0 ? CORES / 8 : 1 ))
 LIMIT=$(python -c "print(int($MIN * 60 + 90))")
 mkdir -p "$OUT"_paper
 # CUDA MPS lets the eight processes' kernels run on the GPU at once instead of taking turns (on an H200 with it,
-# session 24: ten quick-start runs, ~260 steps/s together; without it, the eight paper-size runs of the lease
+# ten quick-start runs, ~260 steps/s together; without it, the eight paper-size runs of the first GPU run
 # before: ~37 steps/s together); where it cannot start, the runs take turns
 if nvidia-cuda-mps-control -d 2>/dev/null; then echo "CUDA MPS started"; fi
 for run in "spair_easy --seeds-easy 0" "split_spair_easy --seeds-easy 0" \

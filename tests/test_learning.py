@@ -55,17 +55,17 @@ def test_split_gmvae_clusters_by_digit_and_gmvae_does_not(tmp_path):
 def test_spair_counts_birds_on_easy_scenes():
     """SPAIR with ``configs/quickstart_spair_easy.yaml``'s model on Easy scenes drawn fresh each step
     (synthetic birds), 3,000 steps of a bare loop at batch 16 (the trainer adds nothing to learn from;
-    the config's batch is 32, halved so that the test stays under issue 14's 6 minutes on 2 cores): the
+    the config's batch is 32, halved to keep the test short on 2 cores): the
     held-out reconstruction error falls five-fold; counting accuracy on held-out sprites
     (validation colours), averaged over the two checks right after the count prior has annealed
     (steps 2,000 and 2,250 for the config's 2,000-step anneal; 1,250 and 1,500 when it annealed over
     1,000; it moves by several points from one check to the next), clearly beats always answering
-    the most frequent count, and averaged over the checks at 2,500-3,000 steps it reaches 0.50 (issue 14's
+    the most frequent count, and averaged over the checks at 2,500-3,000 steps it reaches 0.50 (the
     higher bar: the quick-start before z_pres_beta, the 17-px size prior and the straight-through logit
     clip measured 0.44 at batch 32 and 2,000 steps). Measured on 2 cores, 2026-12-02: 0.495, 0.520 at
     2,000 / 2,250 steps, 0.533, 0.572, 0.562 at 2,500 / 2,750 / 3,000 (331 s under pytest); at batch 32 the same
-    checks read 0.625, 0.595 / 0.590, 0.640, 0.712, but 2,500 steps took 458 s in the previous session's full suite.
-    On a slower 2-core machine (2026-12-05) this test took 399 s in the full suite, over the issue's 6 minutes there."""
+    checks read 0.625, 0.595 / 0.590, 0.640, 0.712, but 2,500 steps took 458 s in an earlier full suite.
+    On a slower 2-core machine (2026-12-05) this test took 399 s in the full suite."""
     import yaml
 
     from datamodules.multi_bird import SceneGenerator, colours_for, sprite_banks
@@ -115,7 +115,7 @@ def test_spair_counts_birds_on_easy_scenes():
           f"{majority:.3f}; mean predicted count {means} vs true {count_val.float().mean():.2f}")
     assert recon < 0.25 * recon0
     assert acc >= majority + 0.1  # the bar this test has held since it was written
-    # the higher bar of issue 14: the old quick-start (18-px receptive field) stayed near 0.3-0.36 by
+    # the higher bar: the old quick-start (18-px receptive field) stayed near 0.3-0.36 by
     # 2,000 steps; the authors' 22-px receptive field and a 0.9999 prior gave 0.44 (0.31 with 0.999:
     # double detections); z_pres_beta 3 and 17-px prior boxes remove most double and split detections
     # (batch 32, benchmarks/spair_counting.py: 0.58-0.62 at 2,500-3,000 steps, 0.72 at 4,000)
@@ -153,10 +153,10 @@ def test_flow_vae_switch_keeps_the_digit_of_v(flow_runs):
     assert vae["val/switch_acc_digit_from_v"] >= 0.6
 
 
-# Issue 12's criteria for "z holds the colours" at the shipped quick-start budget: measured and not met yet
-# (README, paper 2 section). Kept at the issue's thresholds; xfail until the model meets them.
+# Earlier criteria for "z holds the colours" at the shipped quick-start budget: measured and not met yet
+# (docs/paper2.md). Kept at those thresholds; xfail until the model meets them.
 # strict: the day a change meets one, the XPASS fails the suite and the marker must go.
-NOT_YET = pytest.mark.xfail(reason="issue 12: not met at the quick-start budget (measured numbers in the README)",
+NOT_YET = pytest.mark.xfail(reason="not met at the quick-start budget (measured numbers in docs/paper2.md)",
                             strict=True)
 
 
