@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `benchmarks` from the repo root
 
-from benchmarks.throughput import StepTimer, SyntheticData, model_only  # noqa: E402
+from benchmarks.throughput import StepTimer, SyntheticData, full_loop, model_only  # noqa: E402
 from splitlab.cli import build_cli  # noqa: E402
 
 PAPER = ["configs/split_vae_svhn.yaml", "configs/split_gmvae_svhn_k30.yaml", "configs/split_spair_hard.yaml",
@@ -67,16 +67,6 @@ def _cli(config: str, precision: str, steps: int, accelerator: str, root: str):
     cli.datamodule = SyntheticData(n=max(1024, 4 * dm.batch_size), shape=tuple(getattr(dm, "shape", (3, 32, 32))),
                                    batch_size=dm.batch_size, on_device=True)
     return cli
-
-
-def fit_rate(cli, steps: int, warmup: int) -> tuple[float, float]:
-    timer = StepTimer(warmup)
-    cli.trainer.callbacks.append(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    return timer.n * cli.datamodule.batch_size / max(timer.t1 - timer.t0, 1e-9), mem
 
 
 def ddp_rate(config: str, precision: str, steps: int, warmup: int, root: str) -> float | None:
@@ -121,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             ceiling, mem_c = model_only(_cli(config, prec, a.steps, accel, root), a.steps, a.warmup, prec)
             torch.manual_seed(0)
             cli = _cli(config, prec, a.warmup + a.steps, accel, root)
-            fit, mem_f = fit_rate(cli, a.steps, a.warmup)
+            fit, mem_f = full_loop(cli, a.steps, a.warmup)
             row = {"config": config, "precision": prec, "batch": cli.datamodule.batch_size,
                    "params_m": sum(q.numel() for q in cli.model.parameters()) / 1e6, "model_only_img_s": ceiling,
                    "fit_img_s": fit, "ratio": fit / ceiling, "peak_gib_model_only": mem_c, "peak_gib_fit": mem_f}
