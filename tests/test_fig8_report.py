@@ -31,14 +31,18 @@ def test_report_takes_the_last_validation_and_aggregates_seeds(tmp_path):
     text = report(str(tmp_path))
     lines = {line.split("|")[1].strip() + "_" + line.split("|")[2].strip(): line for line in text.split("\n\n")[0].splitlines()[2:]}
     assert set(lines) == {"spair_easy", "split_spair_hard"}
-    assert "| 0.800 | 0.600 |" in lines["spair_easy"]
+    assert "| 0.600 | 0.800 |" in lines["spair_easy"]  # the paper's measure (unseen colours) first
     mean, std = statistics.mean(hard), statistics.stdev(hard)
     assert f"{mean:.3f} ± {std:.3f} (n=3)" in lines["split_spair_hard"]
     assert "1000/1000/1000" in lines["split_spair_hard"]
     assert "| —/—/1000 |" in lines["split_spair_hard"]  # the first step with count_acc >= 0.5, per seed
     assert "| 1000 |" in lines["spair_easy"]
-    curve = [line for line in text.split("\n\n")[1].splitlines() if line.startswith("| split_spair | hard | ")]
+    unseen, seen = text.split("Learning curve, unseen colours:")[1].split("Learning curve, training colours:")
+    curve = [line for line in seen.splitlines() if line.startswith("| split_spair | hard | ")]
     assert curve == [f"| split_spair | hard | {mean:.3f} ± {std:.3f} |"]  # the curve at step 1000 (500 is not a multiple)
+    halves = [a / 2 for a in hard]
+    assert [line for line in unseen.splitlines() if line.startswith("| split_spair | hard | ")] == [
+        f"| split_spair | hard | {statistics.mean(halves):.3f} ± {statistics.stdev(halves):.3f} |"]
     saved = json.load(open(tmp_path / "fig8.json"))
     assert len(saved["spair_easy_seed0"]) == 2
     png = tmp_path / "fig8.png"
