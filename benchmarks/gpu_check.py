@@ -26,8 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `benchmarks` from the repo root
 
-from benchmarks.throughput import StepTimer, SyntheticData, full_loop, model_only  # noqa: E402
-from splitlab.cli import build_cli  # noqa: E402
+from benchmarks.throughput import StepTimer, build, full_loop, model_only  # noqa: E402
 
 PAPER = ["configs/split_vae_svhn.yaml", "configs/split_gmvae_svhn_k30.yaml", "configs/split_spair_hard.yaml",
          "configs/flow_vae_cifar10.yaml", "configs/glow_cifar10.yaml"]
@@ -57,16 +56,9 @@ class StepRate(pl.Callback):
 
 
 def _cli(config: str, precision: str, steps: int, accelerator: str, root: str):
-    args = ["--config", config, "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-            "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]", f"--trainer.precision={precision}",
-            f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", "--trainer.limit_val_batches=0",
-            "--trainer.devices=1", f"--trainer.accelerator={accelerator}", "--trainer.enable_model_summary=false",
-            "--trainer.num_sanity_val_steps=0", "--data.init_args.on_device=true", f"--trainer.default_root_dir={root}"]
-    cli = build_cli(args)
-    dm = cli.datamodule
-    cli.datamodule = SyntheticData(n=max(1024, 4 * dm.batch_size), shape=tuple(getattr(dm, "shape", (3, 32, 32))),
-                                   batch_size=dm.batch_size, on_device=True)
-    return cli
+    """The CLI's model and trainer for ``config`` on random images of its data's shape (throughput.py's builder)."""
+    return build(config, precision, False, True, steps, root=root,
+                 extra=("--trainer.max_epochs=-1", f"--trainer.accelerator={accelerator}"))
 
 
 def ddp_rate(config: str, precision: str, steps: int, warmup: int, root: str) -> float | None:

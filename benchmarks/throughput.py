@@ -59,12 +59,13 @@ class StepTimer(pl.Callback):
         self.t1 = time.perf_counter()
 
 
-def build(config: str, precision: str, compile: bool, synthetic: bool, steps: int):
+def build(config: str, precision: str, compile: bool, synthetic: bool, steps: int, root: str = "runs/benchmark",
+          extra: tuple[str, ...] = ()):
     args = ["--config", config, "--trainer.logger=false", "--trainer.enable_checkpointing=false",
             "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]", f"--trainer.precision={precision}",
             f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--trainer.devices=1",
             "--trainer.enable_model_summary=false", f"--model.init_args.compile={str(compile).lower()}",
-            "--data.init_args.on_device=true", "--trainer.default_root_dir=runs/benchmark"]
+            "--data.init_args.on_device=true", f"--trainer.default_root_dir={root}", *extra]
     cli = build_cli(args)
     if synthetic:
         dm = cli.datamodule

@@ -85,13 +85,27 @@ def _no_batches_done() -> int:
     return 0
 
 
-def _take_skip(loader: Any) -> int:
-    """Batches to skip at the start of this iteration: after a mid-epoch restore, the batches of the epoch the
-    checkpoint had already trained (Lightning's own progress counter), else 0."""
-    if not loader.resuming:
-        return 0
-    loader.resuming = False
-    return int(loader.batches_done())
+class ResumableMixin:
+    """A training loader that Lightning can restore mid-epoch (its ``state_dict`` protocol): a resumed run (a SLURM
+    requeue, a crash after a step checkpoint) skips the batches of the epoch it already trained on and trains on
+    the very batches an uninterrupted run would have. The order is a function of (seed, epoch) alone, so the state
+    is only a flag; how many batches to skip is Lightning's own progress counter (``batches_done``)."""
+
+    resuming: bool = False
+    batches_done: Callable[[], int] = staticmethod(_no_batches_done)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(getattr(self.sampler, "epoch", 0))}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resuming = True
+
+    def _take_skip(self) -> int:
+        """Batches to skip at the start of this iteration (once, after a restore), else 0."""
+        if not self.resuming:
+            return 0
+        self.resuming = False
+        return int(self.batches_done())
 
 
 class SkippingSampler(DistributedSampler):
@@ -104,29 +118,17 @@ class SkippingSampler(DistributedSampler):
         return itertools.islice(super().__iter__(), skip, None)
 
 
-class ResumableLoader(DataLoader):
-    """A training DataLoader that Lightning can restore mid-epoch: a resumed run (a SLURM requeue, a crash after a
-    step checkpoint) skips the batches of the epoch it already trained on, and trains on the very batches an
-    uninterrupted run would have. The order is a function of (seed, epoch) alone, so the state is only a flag."""
-
-    def __init__(self, *args: Any, batches_done: Callable[[], int] = _no_batches_done, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.resuming, self.batches_done = False, batches_done
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(getattr(self.sampler, "epoch", 0))}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.resuming = True
+class ResumableLoader(ResumableMixin, DataLoader):
+    """A training DataLoader restorable mid-epoch (:class:`ResumableMixin`)."""
 
     def __iter__(self) -> Any:
-        skip = _take_skip(self)
+        skip = self._take_skip()
         if skip and isinstance(self.sampler, SkippingSampler):
             self.sampler.skip = skip * int(self.batch_size)
         return super().__iter__()
 
 
-class DeviceBatches:
+class DeviceBatches(ResumableMixin):
     """Batches cut from tensors that already live on the accelerator.
 
     Args:
@@ -146,7 +148,6 @@ class DeviceBatches:
         # Lightning calls ``loader.sampler.set_epoch(epoch)`` before each epoch: the order then
         # depends on the epoch number alone, so a resumed run sees the batches it would have seen
         self.sampler = self
-        self.resuming, self.batches_done = False, _no_batches_done
         n = len(next(iter(tensors.values())))
         self.n_local = len(range(rank, n, world_size)) if not shuffle else n // world_size
 
@@ -157,15 +158,8 @@ class DeviceBatches:
         f = math.floor if self.drop_last else math.ceil
         return int(f(self.n_local / self.batch_size))
 
-    # resumable mid-epoch (Lightning stores and restores this state with the fit loop's checkpoint)
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.resuming = True
-
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        skip = _take_skip(self)
+        skip = self._take_skip()  # after a mid-epoch restore (ResumableMixin)
         first = next(iter(self.tensors.values()))
         n, device = len(first), first.device
         if self.shuffle:
@@ -257,12 +251,14 @@ class ImageDataModule(pl.LightningDataModule):
                                       drop_last=drop_last)
         else:
             sampler = UnrepeatedDistributedSampler(ds, world, rank)
-        kwargs = {"batches_done": self._batches_done} if train else {}
-        return (ResumableLoader if train else DataLoader)(
+        loader = (ResumableLoader if train else DataLoader)(
             ds, batch_size=bs, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
             collate_fn=_identity_collate if hasattr(ds, "__getitems__") else _stack_collate, persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed), **kwargs,
+            pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(self.seed),
         )
+        if train:
+            loader.batches_done = self._batches_done
+        return loader
 
     def _batches_done(self) -> int:
         """Batches of the current training epoch already trained, read once when a restored loader restarts:

@@ -89,11 +89,12 @@ class SplitlabCLI(LightningCLI):
         folder, ckpt, why = runs.choose_run(os.fspath(root), cfg.get("run"), self.subcommand, cfg.get("ckpt_path"), seed)
         if self.subcommand is not None and ckpt != cfg.get("ckpt_path"):
             cfg["ckpt_path"] = ckpt
+        run_name = os.path.basename(os.path.normpath(folder))
         if os.path.normpath(os.path.dirname(os.path.normpath(folder))) == os.path.normpath(os.fspath(root)):
-            cfg["run"] = os.path.basename(os.path.normpath(folder))  # the saved config.yaml names its run
+            cfg["run"] = run_name  # the saved config.yaml names its run
         self.run_folder, self._run_why = folder, why
         info = runs.read_run_info(folder)
-        self._run_info = {"name": os.path.basename(os.path.normpath(folder)), "config": name, "seed": seed,
+        self._run_info = {"name": run_name, "config": name, "seed": seed,
                           "started": info.get("started") or _now(),
                           "wandb_id": info.get("wandb_id") or _agent_run_id() or secrets.token_hex(4), "slurm_job": runs.slurm_run_name()}
         self._point_loggers(cfg, folder, name, self._run_info)
@@ -115,11 +116,10 @@ class SplitlabCLI(LightningCLI):
             args = lg.get("init_args")
             if args is None:
                 lg["init_args"] = args = type(lg)()
-            run_name = os.path.basename(os.path.normpath(folder))
             args["save_dir"] = folder
             if info.get("wandb_id"):
                 args["id"] = info["wandb_id"]
-            args["name"] = f"{args.get('name') or name}/{run_name}"
+            args["name"] = f"{args.get('name') or name}/{info['name']}"
             if not args.get("group"):
                 args["group"] = name
             args["tags"] = list(dict.fromkeys([*(args.get("tags") or []), *_family_tags(cfg)]))

@@ -161,10 +161,11 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> A
         folder = found[-1]
         ckpt_path = _find_checkpoint(folder)
     else:
+        from splitlab.runs import folder_of_checkpoint
+
         check_checkpoint(path)
         ckpt_path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        folder = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+        folder = folder_of_checkpoint(path)
         if not os.path.isfile(os.path.join(folder, "config.yaml")):
             folder = None
     config: dict[str, Any] = {}

@@ -182,7 +182,12 @@ def choose_run(root: str, run: str | None, subcommand: str | None, ckpt_path: st
         f"{name} --ckpt_path last`.")
 
 
-def _run_of_checkpoint(ckpt: str) -> str | None:
+def folder_of_checkpoint(ckpt: str) -> str:
+    """The folder a checkpoint file belongs to: ``<run>/checkpoints/x.ckpt`` -> ``<run>`` (else its own folder)."""
     parent = os.path.dirname(os.path.abspath(ckpt))
-    folder = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+    return os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+
+
+def _run_of_checkpoint(ckpt: str) -> str | None:
+    folder = folder_of_checkpoint(ckpt)
     return folder if os.path.isfile(os.path.join(folder, RUN_FILE)) else None

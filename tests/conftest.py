@@ -19,8 +19,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-# judges trained by the callbacks are shared within this test session (SPLIT and its baseline on the same data,
-# as for a user), never with a developer's own ~/.cache/splitlab or with an earlier session
+# judges trained by the callbacks are shared within this pytest run (SPLIT and its baseline on the same data,
+# as for a user), never with a developer's own ~/.cache/splitlab or with an earlier pytest run
 _CACHE = tempfile.mkdtemp(prefix="splitlab-test-cache-")
 os.environ["SPLITLAB_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
