@@ -51,8 +51,60 @@ def fake_svhn(tmp_path: Path) -> Path:
     return root
 
 
+def cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``lightning ARGS`` through the console script's entry point in this process, with what a fresh
+    process would print to stdout / stderr and its exit status in a ``CompletedProcess``.
+
+    A fresh process costs ~5 s of imports on 2 cores; tests that need one (signals, kills, several processes,
+    a config given through the environment of a new process) use :func:`run_cli`. What the CLI changes in
+    the process (environment variables, signal handlers, torch's thread count) is put back afterwards."""
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    from splitlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, threads = dict(os.environ), torch.get_num_threads()
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    streams = [h for name in ("", "lightning.pytorch", "pytorch_lightning", "lightning.fabric", "lightning_fabric")
+               for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+    saved_streams = [h.stream for h in streams]
+    os.environ.update({"WANDB_MODE": "offline", **(env or {})})
+    code, cwd, argv = 0, os.getcwd(), sys.argv[:]
+    try:
+        sys.argv[:] = ["lightning"]  # not pytest's own arguments (LightningCLI warns when it sees both)
+        os.chdir(ROOT)  # config paths are relative to the repository, as for run_cli
+        for h in streams:
+            h.setStream(err)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, int) and e.code is not None:
+                    print(e.code, file=sys.stderr)
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv[:] = argv
+        os.chdir(cwd)
+        for h, s in zip(streams, saved_streams):
+            h.setStream(s)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)
+        for s, h in saved_signals.items():
+            signal.signal(s, h)
+    return subprocess.CompletedProcess(["lightning", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m splitlab ARGS`` in a fresh process (as a user would)."""
+    """Run ``python -m splitlab ARGS`` in a fresh process (as a user would; :func:`cli` runs it in this one)."""
     e = dict(os.environ)
     e.update({"PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2"})
     if env:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, run_cli, run_of, write_svhn_mat
+from tests.conftest import ROOT, cli, run_cli, run_of, write_svhn_mat
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -106,9 +106,9 @@ def test_easy_quickstarts_decay_the_lr_per_step_and_a_resume_continues_it(name, 
 def test_lightnings_own_lr_monitor_works_without_a_logger(tmp_path):
     """A user's config naming Lightning's LearningRateMonitor is not stopped by `--trainer.logger false`."""
     run = tmp_path / "run"
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run=1", "--trainer.logger=false",
-                 "--trainer.callbacks+=pytorch_lightning.callbacks.LearningRateMonitor",
-                 f"--trainer.default_root_dir={run}"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run=1", "--trainer.logger=false",
+             "--trainer.callbacks+=pytorch_lightning.callbacks.LearningRateMonitor",
+             f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((run_of(run) / "metrics.json").read_text())["metrics"]
     assert metrics["lr-Adam"] == pytest.approx(2e-3)
@@ -130,8 +130,8 @@ def test_console_script_is_installed():
 
 
 def test_unknown_config_key_is_rejected(tmp_path):
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--model.init_args.betta=2",
-                 f"--trainer.default_root_dir={tmp_path}"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--model.init_args.betta=2",
+             f"--trainer.default_root_dir={tmp_path}"])
     assert r.returncode != 0
     assert "betta" in r.stderr
 
@@ -146,8 +146,8 @@ def test_unknown_config_key_is_rejected(tmp_path):
     ],
 )
 def test_bad_values_stop_before_training_with_one_message(override, message, tmp_path):
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", override, f"--trainer.default_root_dir={tmp_path}",
-                 "--trainer.logger=false"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", override, f"--trainer.default_root_dir={tmp_path}",
+             "--trainer.logger=false"])
     assert r.returncode == 2, r.stderr[-2000:]
     assert message in r.stderr
     assert "Traceback" not in r.stderr
@@ -155,9 +155,9 @@ def test_bad_values_stop_before_training_with_one_message(override, message, tmp
 
 
 def test_missing_dataset_folder_says_where_to_put_what(tmp_path):
-    r = run_cli(["fit", "--config", "configs/split_vae_svhn.yaml", f"--data.init_args.root={tmp_path}/none",
-                 "--data.init_args.download=false", f"--trainer.default_root_dir={tmp_path}/run",
-                 "--trainer.logger=false"])
+    r = cli(["fit", "--config", "configs/split_vae_svhn.yaml", f"--data.init_args.root={tmp_path}/none",
+             "--data.init_args.download=false", f"--trainer.default_root_dir={tmp_path}/run",
+             "--trainer.logger=false"])
     assert r.returncode == 2
     assert "train_32x32.mat is missing" in r.stderr and "Traceback" not in r.stderr
 
@@ -168,9 +168,9 @@ def test_truncated_dataset_file(tmp_path):
     write_svhn_mat(root, "test", 16)
     p = root / "train_32x32.mat"
     p.write_bytes(p.read_bytes()[:5000])
-    r = run_cli(["fit", "--config", "configs/split_vae_svhn.yaml", f"--data.init_args.root={root}",
-                 "--data.init_args.download=false", "--data.init_args.verify_md5=false",
-                 f"--trainer.default_root_dir={tmp_path}/run", "--trainer.logger=false"])
+    r = cli(["fit", "--config", "configs/split_vae_svhn.yaml", f"--data.init_args.root={root}",
+             "--data.init_args.download=false", "--data.init_args.verify_md5=false",
+             f"--trainer.default_root_dir={tmp_path}/run", "--trainer.logger=false"])
     assert r.returncode == 2
     assert "truncated" in r.stderr and "Traceback" not in r.stderr
 
@@ -179,14 +179,14 @@ def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     small = ["--config", "configs/quickstart.yaml", "--trainer.logger=false", f"--trainer.default_root_dir={run}",
              "--data.init_args.copies=1", "--data.init_args.eval_copies=1", "--trainer.accelerator=cpu"]
-    r = run_cli(["fit", *small, "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
+    r = cli(["fit", *small, "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
     run = run_of(run)  # the fit's own run folder inside the config's folder; later calls use it through `last`
     assert (run / "checkpoints" / "last.ckpt").exists()
     saved = yaml.safe_load((run / "config.yaml").read_text())  # the resolved config, in the run folder
     assert saved["trainer"]["max_steps"] == 3
     for sub in ("validate", "test"):
-        r = run_cli([sub, *small, "--ckpt_path=last", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"])
+        r = cli([sub, *small, "--ckpt_path=last", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"])
         assert r.returncode == 0, r.stderr[-3000:]
         m = json.loads((run / "metrics.json").read_text())
         stage = "val" if sub == "validate" else "test"
@@ -194,14 +194,14 @@ def test_fit_then_validate_test_predict_from_last_checkpoint(tmp_path):
         assert f"{stage}/table1_acc_recon" in m["metrics"] and f"{stage}/loss" in m["metrics"]
         assert "Table 1" in r.stdout
     assert (run / "metrics_fit.json").exists() and (run / "metrics_test.json").exists()
-    r = run_cli(["predict", *small, "--ckpt_path=last", "--trainer.limit_predict_batches=1"])
+    r = cli(["predict", *small, "--ckpt_path=last", "--trainer.limit_predict_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["stage"] == "test"  # predict writes latents, not metrics
     latents = torch.load(run / "latents_test.pt", weights_only=True)
     assert {"z_g", "z_l", "label", "index"} <= set(latents) and len(latents["z_g"]) == len(latents["label"]) > 0
     # a checkpoint file: Lightning builds the model from the checkpoint's values; a changed one is named, not lost silently
-    r = run_cli(["validate", *small, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "--model.init_args.beta=2.0",
-                 "--trainer.limit_val_batches=1"])
+    r = cli(["validate", *small, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "--model.init_args.beta=2.0",
+             "--trainer.limit_val_batches=1"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "not used" in r.stderr and "model.init_args.beta: 2.0 -> 1.0" in r.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["beta"] == 1.0

@@ -17,7 +17,7 @@ import yaml
 
 from splitlab import runs
 from splitlab.errors import ConfigError
-from tests.conftest import ROOT, read_metrics, run_cli, run_of
+from tests.conftest import ROOT, cli, read_metrics, run_cli, run_of
 
 COMMON = [
     "fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs=3", "--trainer.limit_train_batches=8",
@@ -92,8 +92,8 @@ def test_a_requeued_slurm_job_resumes_its_own_folder(tmp_path):
 def test_naming_a_finished_run_without_ckpt_path_is_refused_and_nothing_is_overwritten(tmp_path):
     _fake_run(tmp_path / "done", "2026-12-01T10:00:00")
     before = {p: p.read_bytes() for p in (tmp_path / "done").rglob("*") if p.is_file()}
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", f"--trainer.default_root_dir={tmp_path}", "--run=done",
-                 *NO_LOGGER, "--trainer.max_steps=1"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", f"--trainer.default_root_dir={tmp_path}", "--run=done",
+             *NO_LOGGER, "--trainer.max_steps=1"])
     assert r.returncode == 2, r.stderr[-2000:]
     msg = r.stderr.split("splitlab error: ", 1)[1].strip()
     assert "\n" not in msg and "already a finished run" in msg and "--ckpt_path last" in msg

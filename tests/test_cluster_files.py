@@ -11,7 +11,7 @@ import yaml
 
 from splitlab import sweep
 from splitlab.errors import ConfigError
-from tests.conftest import ROOT, read_metrics, run_cli
+from tests.conftest import ROOT, cli, read_metrics
 
 TEMPLATES = sorted((ROOT / "cluster" / "slurm").glob("*.sbatch"))
 SWEEPS = sorted((ROOT / "cluster" / "sweeps").glob("*.yaml"))
@@ -84,10 +84,10 @@ def test_every_grid_point_of_each_sweep_file_expands_and_parses(path, parser):
 def test_one_sweep_trial_trains_a_few_steps(fake_svhn, tmp_path):
     line = sweep.trials(sweep.load(str(ROOT / "cluster" / "sweeps" / "split_vae_svhn.yaml")))[-1]  # r = 8, beta = 40
     root = tmp_path / "runs"
-    r = run_cli([*line[1:], f"--data.init_args.root={fake_svhn}", "--data.init_args.download=false",
-                 "--data.init_args.verify_md5=false", "--data.init_args.val_size=16", "--trainer.max_steps=2",
-                 "--trainer.limit_val_batches=1", "--trainer.callbacks=[]", "--trainer.logger=false",
-                 "--trainer.accelerator=cpu", f"--trainer.default_root_dir={root}"])
+    r = cli([*line[1:], f"--data.init_args.root={fake_svhn}", "--data.init_args.download=false",
+             "--data.init_args.verify_md5=false", "--data.init_args.val_size=16", "--trainer.max_steps=2",
+             "--trainer.limit_val_batches=1", "--trainer.callbacks=[]", "--trainer.logger=false",
+             "--trainer.accelerator=cpu", f"--trainer.default_root_dir={root}"])
     assert r.returncode == 0, r.stderr[-3000:]
     m = read_metrics(root)
     assert m["step"] == 2 and m["config"] == "split_vae_svhn"
@@ -100,12 +100,12 @@ def test_a_sweep_key_that_is_not_an_option_gets_the_config_error(tmp_path, parse
     bad.write_text(yaml.safe_dump({"program": "lightning", "method": "grid",
                                    "parameters": {"model.init_args.alphaa": {"values": [1, 5]}},
                                    "command": ["${program}", "fit", "--config", "configs/split_gmvae_svhn_k30.yaml", "${args}"]}))
-    r = run_cli(["sweep", str(bad), "--check"])
+    r = cli(["sweep", str(bad), "--check"])
     assert r.returncode == 2
     msg = r.stderr.split("splitlab error: ", 1)[1].strip()
     assert "\n" not in msg and "alphaa" in msg and "Did you mean `alpha`" in msg
     line = sweep.trials(sweep.load(str(bad)))[0]  # the trial itself, started as an agent would: the same paragraph
-    r = run_cli(line[1:])
+    r = cli(line[1:])
     assert r.returncode == 2 and "Did you mean `alpha`" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ConfigError, match="distributions"):
         sweep.grid({"parameters": {"model.init_args.beta": {"min": 1, "max": 2}}})

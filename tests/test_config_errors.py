@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from splitlab.config_errors import accepted_names, explain
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli
 
 QUICKSTART = (ROOT / "configs" / "quickstart.yaml").read_text()
 
@@ -39,7 +39,7 @@ def test_misspelt_key_in_yaml(case, tmp_path):
     assert old in QUICKSTART
     cfg = tmp_path / "typo.yaml"
     cfg.write_text(QUICKSTART.replace(old, new, 1))
-    r = run_cli(["fit", "--config", str(cfg), f"--trainer.default_root_dir={tmp_path / 'run'}"])
+    r = cli(["fit", "--config", str(cfg), f"--trainer.default_root_dir={tmp_path / 'run'}"])
     _check(r, path, owner, suggestion)
     assert not (tmp_path / "run").exists()  # nothing started
 
@@ -47,14 +47,14 @@ def test_misspelt_key_in_yaml(case, tmp_path):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_misspelt_key_on_the_command_line(case, tmp_path):
     _, flag, path, owner, suggestion = CASES[case]
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", *flag.split(), f"--trainer.default_root_dir={tmp_path}"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", *flag.split(), f"--trainer.default_root_dir={tmp_path}"])
     _check(r, path, owner, suggestion)
 
 
 def test_trainer_and_top_level_typos_and_debug_keeps_the_full_report(tmp_path):
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_stepz=3"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_stepz=3"])
     _check(r, "trainer.max_stepz", "pytorch_lightning.Trainer", "max_steps")
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_stepz=3", "--debug"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_stepz=3", "--debug"])
     assert r.returncode == 2 and "usage:" in r.stderr and "splitlab error" not in r.stderr
 
 

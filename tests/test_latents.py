@@ -7,7 +7,7 @@ import torch
 
 import splitlab
 from lightning_modules.nn.aux_transforms import keyed_by_image
-from tests.conftest import run_cli, run_of
+from tests.conftest import cli, run_cli, run_of
 
 SMALL = ["--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.accelerator=cpu",
          "--data.init_args.copies=1", "--data.init_args.eval_copies=1", "--data.init_args.eval_batch_size=1",
@@ -17,10 +17,10 @@ SMALL = ["--config", "configs/quickstart.yaml", "--trainer.logger=false", "--tra
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("latents") / "quickstart"
-    r = run_cli(["fit", *SMALL, f"--trainer.default_root_dir={root}", "--trainer.max_steps=2",
-                 "--trainer.limit_val_batches=0"])
+    r = cli(["fit", *SMALL, f"--trainer.default_root_dir={root}", "--trainer.max_steps=2",
+             "--trainer.limit_val_batches=0"])
     assert r.returncode == 0, r.stderr[-3000:]
-    r = run_cli(["predict", *SMALL, f"--trainer.default_root_dir={root}", "--ckpt_path=last"])
+    r = cli(["predict", *SMALL, f"--trainer.default_root_dir={root}", "--ckpt_path=last"])
     assert r.returncode == 0, r.stderr[-3000:]
     return run_of(root)
 

@@ -12,7 +12,7 @@ import splitlab
 from lightning_modules.gmvae import GMVAE
 from lightning_modules.vae import VAE
 from splitlab.errors import DataError
-from tests.conftest import ROOT, run_cli, run_of
+from tests.conftest import ROOT, cli, run_of
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -78,8 +78,8 @@ FAMILIES = ["quickstart.yaml", "quickstart_gmvae.yaml", "quickstart_split_spair.
 @pytest.mark.parametrize("name", FAMILIES)
 def test_one_trained_step_per_family_reloads_both_ways(name, tmp_path):
     root = tmp_path / "runs"
-    r = run_cli(["fit", "--config", f"configs/{name}", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={root}", "--trainer.accelerator=cpu"])
+    r = cli(["fit", "--config", f"configs/{name}", "--trainer.logger=false", "--trainer.max_steps=1",
+             "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={root}", "--trainer.accelerator=cpu"])
     assert r.returncode == 0, r.stderr[-3000:]
     run = run_of(root)
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -108,9 +108,9 @@ def test_one_trained_step_per_family_reloads_both_ways(name, tmp_path):
 def test_plain_vae_comes_back_with_its_own_likelihood(tmp_path):
     """The plain VAE's likelihood is a config object: it must not fall back to the class default."""
     run = tmp_path / "run"
-    r = run_cli(["fit", "--config", "configs/quickstart_vae.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}",
-                 "--model.init_args.likelihood=lightning_modules.nn.distributions.Bernoulli"])
+    r = cli(["fit", "--config", "configs/quickstart_vae.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
+             "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}",
+             "--model.init_args.likelihood=lightning_modules.nn.distributions.Bernoulli"])
     assert r.returncode == 0, r.stderr[-3000:]
     m = VAE.load_from_checkpoint(run_of(run) / "checkpoints" / "last.ckpt")
     assert type(m.likelihood).__name__ == "Bernoulli"
@@ -173,8 +173,8 @@ def test_missing_and_foreign_files_get_one_paragraph(tmp_path):
 def test_a_checkpoint_without_recorded_config_is_rebuilt_from_the_run_config(tmp_path):
     """Checkpoints written before the CLI recorded its instantiation still load from config.yaml."""
     run = tmp_path / "run"
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=1",
+             "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-3000:]
     run = run_of(run)
     ckpt = run / "checkpoints" / "last.ckpt"

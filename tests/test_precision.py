@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli
+from tests.conftest import cli, read_metrics
 
 FAMILIES = {
     "quickstart": "SPLIT-VAE", "quickstart_gmvae": "GMVAE", "quickstart_split_spair": "SPLIT-SPAIR",
@@ -18,10 +18,10 @@ FAMILIES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("config", list(FAMILIES))
 def test_each_family_trains_under_bf16_mixed(config, tmp_path):
-    r = run_cli(["fit", "--config", f"configs/{config}.yaml", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
-                 "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", "--trainer.val_check_interval=1.0",
-                 "--trainer.check_val_every_n_epoch=1", "--trainer.callbacks=[]", "--trainer.logger=false",
-                 "--trainer.log_every_n_steps=1", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}"])
+    r = cli(["fit", "--config", f"configs/{config}.yaml", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
+             "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", "--trainer.val_check_interval=1.0",
+             "--trainer.check_val_every_n_epoch=1", "--trainer.callbacks=[]", "--trainer.logger=false",
+             "--trainer.log_every_n_steps=1", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}"])
     assert r.returncode == 0, r.stderr[-3000:]
     m = read_metrics(tmp_path)
     assert m["step"] == 3

@@ -6,7 +6,7 @@ import io
 import pytest
 
 from callbacks.progress import LineProgress, wants_lines
-from tests.conftest import run_cli
+from tests.conftest import cli
 
 
 class _Tty(io.StringIO):
@@ -26,10 +26,10 @@ def test_a_terminal_keeps_the_bar_and_a_file_gets_lines(monkeypatch):
 @pytest.mark.slow
 def test_a_fit_into_a_log_file_writes_progress_lines_not_a_bar(tmp_path):
     line_every = '{"class_path": "callbacks.progress.LineProgress", "init_args": {"every_s": 0.5}}'
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=40", "--trainer.limit_val_batches=2",
-                 "--trainer.val_check_interval=20", "--trainer.callbacks=[]", f"--trainer.callbacks+={line_every}",
-                 "--trainer.logger=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}"],
-                env={"SPLITLAB_PROGRESS": ""})  # stdout and stderr are pipes here, as in a SLURM job
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=40", "--trainer.limit_val_batches=2",
+             "--trainer.val_check_interval=20", "--trainer.callbacks=[]", f"--trainer.callbacks+={line_every}",
+             "--trainer.logger=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}"],
+            env={"SPLITLAB_PROGRESS": ""})  # stdout and stderr are pipes here, as in a SLURM job
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stdout + r.stderr
     assert "\r" not in log and "it/s]" not in log  # no tqdm bar
@@ -41,9 +41,9 @@ def test_a_fit_into_a_log_file_writes_progress_lines_not_a_bar(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_bar_is_replaced_in_a_log_file(tmp_path):
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=3", "--trainer.limit_val_batches=1",
-                 "--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.accelerator=cpu",
-                 f"--trainer.default_root_dir={tmp_path}"], env={"SPLITLAB_PROGRESS": ""})
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=3", "--trainer.limit_val_batches=1",
+             "--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.accelerator=cpu",
+             f"--trainer.default_root_dir={tmp_path}"], env={"SPLITLAB_PROGRESS": ""})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "\r" not in r.stderr and "[train] from step 0 to 3; a line every 60 s" in r.stderr
     assert len(r.stdout + r.stderr) < 20_000

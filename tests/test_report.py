@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from splitlab.report import build_report, fmt, group_runs, read_runs
-from tests.conftest import run_cli
+from tests.conftest import cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -104,7 +104,7 @@ def test_bad_input_is_reported_and_the_good_runs_still_covered(sweep, tmp_path):
     cut.mkdir()
     (cut / "metrics_test.json").write_text('{"config": "x", "metri')  # killed while writing
     out = tmp_path / "rep"
-    r = run_cli(["report", str(sweep), str(empty), str(tmp_path / "missing"), "--out", str(out)])
+    r = cli(["report", str(sweep), str(empty), str(tmp_path / "missing"), "--out", str(out)])
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert "broken_run: no metrics_<stage>.json" in r.stderr and "cut_run: metrics_test.json unreadable" in r.stderr
@@ -114,7 +114,7 @@ def test_bad_input_is_reported_and_the_good_runs_still_covered(sweep, tmp_path):
 
 
 def test_a_folder_with_no_runs_is_one_paragraph_and_exit_2(tmp_path):
-    r = run_cli(["report", str(tmp_path), "--out", str(tmp_path / "rep")])
+    r = cli(["report", str(tmp_path), "--out", str(tmp_path / "rep")])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "splitlab error: no usable runs" in r.stderr
 
@@ -122,7 +122,7 @@ def test_a_folder_with_no_runs_is_one_paragraph_and_exit_2(tmp_path):
 def test_wandb_logs_the_report_offline(sweep, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "rep"
-    r = run_cli(["report", str(sweep), "--out", str(out), "--wandb"], env={"WANDB_MODE": "offline"})
+    r = cli(["report", str(sweep), "--out", str(out), "--wandb"], env={"WANDB_MODE": "offline"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "logged to W&B (offline)" in r.stdout
     assert list((out / "wandb").glob("offline-run-*"))
@@ -130,9 +130,9 @@ def test_wandb_logs_the_report_offline(sweep, tmp_path, monkeypatch):
 
 def test_a_real_run_writes_history_that_the_report_reads(tmp_path):
     run = tmp_path / "runs" / "q"
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=4",
-                 "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.callbacks=[]",
-                 f"--trainer.default_root_dir={run}"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.logger=false", "--trainer.max_steps=4",
+             "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.callbacks=[]",
+             f"--trainer.default_root_dir={run}"])
     assert r.returncode == 0, r.stderr[-2000:]
     from tests.conftest import run_of
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import read_metrics, run_cli, run_of
+from tests.conftest import cli, read_metrics, run_cli, run_of
 
 COMMON = [
     "fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs=3", "--trainer.limit_train_batches=8",
@@ -60,9 +60,9 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_last_ckpt(tmp_path):
         {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 4, "every_n_epochs": None, "save_last": True}},
     ])
     run = tmp_path / "nan"
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--config", cb, f"--trainer.default_root_dir={run}",
-                 "--trainer.max_steps=30", "--trainer.logger=false", "--trainer.log_every_n_steps=50",
-                 "--trainer.limit_val_batches=0", "--trainer.accelerator=cpu"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--config", cb, f"--trainer.default_root_dir={run}",
+             "--trainer.max_steps=30", "--trainer.logger=false", "--trainer.log_every_n_steps=50",
+             "--trainer.limit_val_batches=0", "--trainer.accelerator=cpu"])
     assert r.returncode == 2, r.stderr[-3000:]
     assert "['recon']" in r.stderr and "at step 11" in r.stderr and "Traceback" not in r.stderr
     last = torch.load(run_of(run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

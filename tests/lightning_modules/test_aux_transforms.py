@@ -183,14 +183,14 @@ def test_bad_settings_are_config_errors():
 
 def test_local_branch_takes_a_transform_from_the_config(tmp_path):
     """`transform: class_path ...` in YAML reaches the SPLIT branch through the CLI."""
-    from tests.conftest import run_cli
+    from tests.conftest import cli
 
     run = tmp_path / "run"
-    r = run_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
-                 "--trainer.logger=false",
-                 f"--trainer.default_root_dir={run}",
-                 "--model.init_args.local_branch.init_args.transform=lightning_modules.nn.aux_transforms.InPatchShuffle",
-                 "--model.init_args.local_branch.init_args.transform.init_args.patch_size=4"])
+    r = cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
+             "--trainer.logger=false",
+             f"--trainer.default_root_dir={run}",
+             "--model.init_args.local_branch.init_args.transform=lightning_modules.nn.aux_transforms.InPatchShuffle",
+             "--model.init_args.local_branch.init_args.transform.init_args.patch_size=4"])
     assert r.returncode == 0, r.stderr[-3000:]
     import yaml
 
