@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli, run_of
+from tests.conftest import cli, read_metrics, run_cli, run_of
 
 SMALL = ["--trainer.accelerator=cpu", "--trainer.logger=false", "--data.init_args.copies=1",
          "--data.init_args.eval_copies=1", "--data.init_args.val_digits=101",  # 101: uneven shards
@@ -45,8 +45,9 @@ def test_two_process_ddp_fit_and_metrics_match_one_process(config, tmp_path):
     values = {}
     for devices in (1, 2):
         extra = ["--trainer.strategy=ddp"] if devices == 2 else []
-        r = run_cli(["validate", "--config", cfg, *SMALL, f"--trainer.devices={devices}", *extra,
-                     f"--trainer.default_root_dir={run}", "--ckpt_path=last"])
+        run_it = run_cli if devices == 2 else cli  # DDP launches its ranks from a fresh process
+        r = run_it(["validate", "--config", cfg, *SMALL, f"--trainer.devices={devices}", *extra,
+                    f"--trainer.default_root_dir={run}", "--ckpt_path=last"])
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
         values[devices] = read_metrics(run)["metrics"]
     for key in CASES[config]:

@@ -29,11 +29,11 @@ class Oracle(RepresentationModule):
         return {"z_g": x.flatten(1), "z_l": torch.zeros(len(x), 3, device=x.device)}
 
     def decode(self, latents):
-        return latents["z_g"].view(-1, 3, 32, 32).clamp(0, 1)
+        return latents["z_g"].view(-1, 3, 16, 16).clamp(0, 1)
 
 
 def test_known_answer_on_an_oracle(tmp_path):
-    dm = ColouredDigitsDataModule(copies=4, eval_copies=1, batch_size=50)
+    dm = ColouredDigitsDataModule(copies=4, eval_copies=1, batch_size=50, image_size=16)  # 16x16: a judge in seconds
     cb = Table1Callback()  # the judge trains until its held-out accuracy stops improving
     trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=False, callbacks=[cb],
                          accelerator="cpu", enable_progress_bar=False)
