@@ -5,9 +5,12 @@ code v of image b. On the quick-start coloured digits the global factor that z t
 colour pair and v keeps the strokes (see the README), so a switched image should have a's
 colours and b's digit. For ``num_pairs`` held-out pairs (a, b):
 
-* ``<stage>/switch_acc_colour_from_z``: the fraction of switched images whose colours, read
-  from their own pixels (mean foreground and mean background under b's digit mask), are all
-  within ``colour_tol`` (per RGB channel, in [0, 1]) of a's foreground and background;
+* ``<stage>/switch_colour_from_z_median`` and ``switch_colour_from_z_share``: a graded score of
+  how far the colours moved to a's. With c the colours read from the switched image's own pixels
+  (mean foreground and mean background under b's digit mask) and c_a, c_b the two images' known
+  colours (6 numbers each), ``t = <c - c_b, c_a - c_b> / |c_a - c_b|^2`` is the share of the
+  colour difference that moved to a (0: b's colours kept, 1: a's colours taken); logged are the
+  median t over the pairs and the share of pairs with t > 0.5;
 * ``<stage>/switch_acc_digit_from_v``: the fraction whose digit, by the Table 1 judge (the same
   judge, trained on the training split, :func:`callbacks.table1.get_judge`), is b's.
 
@@ -68,7 +71,6 @@ class SwitchAccuracy(pl.Callback):
 
     Args:
         num_pairs: pairs scored (the first ``num_pairs`` images of the split as a).
-        colour_tol: largest per-channel difference from a's colours that counts as a's colours.
         judge_ckpt / judge_width / judge_epochs / judge_patience: the digit judge, as in
             :class:`callbacks.table1.Table1Callback` (by default the run folder's ``judge.ckpt``,
             shared with Table 1, trained on the training split if missing).
@@ -78,11 +80,11 @@ class SwitchAccuracy(pl.Callback):
         batch_size: images encoded / decoded at once.
     """
 
-    def __init__(self, num_pairs: int = 500, colour_tol: float = 0.1, judge_ckpt: str | None = None,
+    def __init__(self, num_pairs: int = 500, judge_ckpt: str | None = None,
                  judge_width: int = 16, judge_epochs: int = 30, judge_patience: int = 2, num_classes: int = 10,
                  min_judge_acc: float = 0.9, every_n_epochs: int = 1, seed: int = 0, batch_size: int = 250) -> None:
         super().__init__()
-        self.num_pairs, self.colour_tol, self.judge_ckpt = num_pairs, colour_tol, judge_ckpt
+        self.num_pairs, self.judge_ckpt = num_pairs, judge_ckpt
         self.judge_width, self.judge_epochs, self.judge_patience = judge_width, judge_epochs, judge_patience
         self.num_classes, self.min_judge_acc, self.every_n_epochs = num_classes, min_judge_acc, every_n_epochs
         self.seed, self.batch_size = seed, batch_size
@@ -104,12 +106,12 @@ class SwitchAccuracy(pl.Callback):
     @torch.no_grad()
     def measure(self, pl_module: pl.LightningModule, images: Tensor, labels: Tensor, colours: Tensor
                 ) -> tuple[dict[str, float], Tensor]:
-        """uint8 images (N, 3, H, W), labels (N,), colours (N, 6) -> the three numbers and the switched images."""
+        """uint8 images (N, 3, H, W), labels (N,), colours (N, 6) -> the four numbers and the switched images."""
         n = min(self.num_pairs, len(images))
         a, b = switch_pairs(n, self.seed)
         device = pl_module.device
         self.judge.to(device)
-        colour_ok, digit_ok, judge_ok, switched = [], [], [], []
+        moved, digit_ok, judge_ok, switched = [], [], [], []
         for i in range(0, n, self.batch_size):
             ia, ib = a[i : i + self.batch_size], b[i : i + self.batch_size]
             xa = images[ia].to(device).float() / 255.0
@@ -119,14 +121,15 @@ class SwitchAccuracy(pl.Callback):
                 raise ConfigError("SwitchAccuracy needs a model with a global code z (z_g) and a local one (z_l); "
                                   f"{type(pl_module).__name__} encodes only {sorted(la)}.")
             out = pl_module.decode({**la, "z_l": lb["z_l"]}).float().clamp(0, 1)
-            est = colour_estimate(out, xb, colours[ib].to(device))
-            colour_ok.append(((est - colours[ia].to(device)).abs() <= self.colour_tol).all(1))
+            c, ca, cb = colour_estimate(out, xb, colours[ib].to(device)), colours[ia].to(device), colours[ib].to(device)
+            moved.append(((c - cb) * (ca - cb)).sum(1) / (ca - cb).pow(2).sum(1).clamp_min(1e-6))  # t of each pair
             digit_ok.append(self.judge(out).argmax(1) == labels[ib].to(device))
             judge_ok.append(self.judge(xb).argmax(1) == labels[ib].to(device))
             switched.append(out)
-        values = {name: torch.cat(v).float().mean().item() for name, v in
-                  (("switch_acc_colour_from_z", colour_ok), ("switch_acc_digit_from_v", digit_ok),
-                   ("switch_judge_acc", judge_ok))}
+        t = torch.cat(moved)
+        values = {"switch_colour_from_z_median": t.median().item(), "switch_colour_from_z_share": (t > 0.5).float().mean().item(),
+                  **{name: torch.cat(v).float().mean().item() for name, v in
+                     (("switch_acc_digit_from_v", digit_ok), ("switch_judge_acc", judge_ok))}}
         return values, torch.cat(switched)
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

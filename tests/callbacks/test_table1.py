@@ -29,7 +29,8 @@ class Oracle(RepresentationModule):
         return {"z_g": x.flatten(1), "z_l": torch.zeros(len(x), 3, device=x.device)}
 
     def decode(self, latents):
-        return latents["z_g"].view(-1, 3, 16, 16).clamp(0, 1)
+        side = int((latents["z_g"].shape[1] // 3) ** 0.5)
+        return latents["z_g"].view(-1, 3, side, side).clamp(0, 1)
 
 
 def test_known_answer_on_an_oracle(tmp_path):
