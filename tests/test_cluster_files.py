@@ -32,6 +32,7 @@ def test_templates_are_shipped():
     assert {t.name for t in TEMPLATES} >= {"one_node.sbatch", "multi_node.sbatch", "seed_array.sbatch", "sweep_array.sbatch"}
 
 
+@pytest.mark.slow  # runs each template under bash, which starts the CLI as a fresh process
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
 def test_each_sbatch_template_requeues_and_its_command_parses_with_the_cli(template, tmp_path):
     text = template.read_text()

@@ -1,4 +1,6 @@
 """The seed-repeat table reads run logs and gives the right mean ± std."""
+import pytest
+
 from benchmarks.seed_repeat import table
 
 
@@ -12,6 +14,7 @@ def test_table_mean_and_std_from_records():
     assert "val/x" not in out
 
 
+@pytest.mark.slow  # starts the CLI as several fresh processes
 def test_seed_repeat_end_to_end_reads_the_runs(tmp_path):
     import subprocess
     import sys
