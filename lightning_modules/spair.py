@@ -73,8 +73,8 @@ class SPAIR(RepresentationModule):
 
     Args:
         image_size, channels: scene shape (Multi-Bird: 48, 3).
-        grid_size: G, cells per side (authors: 4 on 48x48, 12-pixel cells; the backbone strides 2, 2, 3, spair/spair.py:381-383,
-            its last conv 4x4 'SAME', a 22-px receptive field).
+        grid_size: G, cells per side (authors: 4 on 48x48, 12-pixel cells; the backbone strides 2, 2, 3,
+            spair/spair.py:381-383, its last conv 4x4 'SAME', a 22-px receptive field).
         glimpse_size: side of the glimpse crops (authors' ``object_size``: 32, main.py:28).
         z_what_dim: D of z_what (authors' ``latent_size``: 128).
         z_bg_dim: size of z_bg (authors' ``bg_latent_size``: 4).
@@ -82,60 +82,51 @@ class SPAIR(RepresentationModule):
         max_scale: largest box side as a fraction of the image (authors: 0.5).
         max_shift: how far a box centre can move from its cell centre, in cells (authors: 1).
         tau: binary-concrete temperature of z_pres (authors: 0.8, main.py:27).
-        beta: weight of the object KLs (authors: 0.5, main.py:21). z_what_beta: extra weight of kl_what (0.1, main.py:40).
+        beta: weight of the object KLs (authors: 0.5, main.py:21). z_what_beta: extra weight of kl_what (0.1,
+            main.py:40).
         z_bg_beta: weight of kl_bg (authors: 10 for plain backgrounds, 4 for checkerboards).
         z_l_beta: weight of kl_l (authors' ``-split_z_l``: 0.1, main.py:39; spair/trainer.py:190-199).
-        z_pres_beta: extra weight of kl_pres (authors: 1, with Bernoulli pixels). It sets what one more
-            object costs against what it buys in reconstruction; with Gaussian pixels (``recon_sigma``)
-            the reconstruction gains grow several-fold and this weight should follow (beyond both papers).
+        z_pres_beta: extra weight of kl_pres (authors: 1, with Bernoulli pixels). It sets what one more object costs
+            against what it buys in reconstruction; with Gaussian pixels (``recon_sigma``) the reconstruction gains grow
+            several-fold and this weight should follow (beyond both papers).
         z_pres_prior_prob, z_pres_anneal_steps: count prior (authors: 0.99, spair/trainer.py:150, over 10,000 steps,
             main.py:32).
-        size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean
-            annealed from ``start`` to ``mean`` over the same steps (authors: 0, 10, 0.5; main.py:33-34).
+        size_prior_mean, size_prior_start, size_prior_std: prior of the size logits, its mean annealed from ``start`` to
+            ``mean`` over the same steps (authors: 0, 10, 0.5; main.py:33-34).
         sequential: SPAIR's cell-by-cell inference; ``False`` (authors, spair/spair.py:406-489): all cells in parallel.
         where_logvar_init: initial log-variance of q(z_where) (bias of its head).
-        recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors;
-            a number: Gaussian pixels with this fixed standard deviation. The SPLIT branch
-            scores x_hat with the same likelihood (the authors use BCE for both, spair/trainer.py:148, 194).
-        colour_noise: std of Gaussian noise on object colours in training (authors' Renderer: 0.01,
-            spair/spair.py:539, 567).
-        background: ``conv`` (the authors' BackgroundModel, spair/spair.py:29-30) or ``dense`` (their
-            ``-dense_bg`` MLP, 1024-500 / 500-1024, spair/spair.py:69-74; used by their SPLIT-SPAIR runs).
-        glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (``None``: the authors'
-            ``2 * z_what_dim``, spair/spair.py:253, 348; 0: none).
+        recon_sigma: ``None``: Bernoulli (binary cross-entropy) pixels, as the authors; a number: Gaussian pixels with
+            this fixed standard deviation. The SPLIT branch scores x_hat with the same likelihood (the authors use BCE
+            for both, spair/trainer.py:148, 194).
+        colour_noise: std of Gaussian noise on object colours in training (authors' Renderer: 0.01, spair/spair.py:539,
+            567).
+        background: ``conv`` (the authors' BackgroundModel, spair/spair.py:29-30) or ``dense`` (their ``-dense_bg`` MLP,
+            1024-500 / 500-1024, spair/spair.py:69-74; used by their SPLIT-SPAIR runs).
+        glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (``None``: the authors' ``2 *
+            z_what_dim``, spair/spair.py:253, 348; 0: none).
         upsample: ``bilinear`` (authors: tf.image.resize, spair/spair.py:360, 362) or ``nearest`` in the conv decoders.
         init: ``glorot`` (Keras' default, the authors') or ``torch`` (PyTorch's default init).
         pres_clip: how z_pres logits are kept in [-10, 10]: ``hard`` (the authors' ``tf.clip_by_value``,
-            spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes
-            back) or ``straight_through`` (the same forward values; beyond the bound the gradient
-            passes when it points back inside, so an off cell can come back; beyond both papers).
-        detect_boxes: what :meth:`detect` reports as an object's box: ``alpha`` (the extent of its
-            decoded alpha map) or ``box`` (its ``z_where`` box).
-        object_warmup_steps: for this many training steps add a second reconstruction term in
-            which every cell is drawn (presence 1, a constant), weighted from 1 down to 0: the
-            glimpse encoder and decoder learn to draw what lies in their boxes whatever the z_pres
-            head says, while the pres head learns only from the real composite (beyond both papers; 0: off).
-        background_warmup_steps: for this many training steps add a reconstruction of the whole image
-            by the background alone, weighted from 1 down to 0: the background model learns the
-            scene's stationary pattern (Hard's checkerboard) even while every cell is on and covers
-            it; without it the background gets no gradient where objects cover the image (beyond both
-            papers; 0: off).
-        background_warmup_hold: while more than half of the batch's cells are on (the all-on start),
-            the background warm-up weight does not fall below this value, also after
-            ``background_warmup_steps``; once the cells have gone off it fades as before. It keeps the
-            background's posterior from collapsing while every cell is on. The test is on device (no host
-            sync). Beyond both papers; 0: off.
-        pres_credit: weight of a leave-one-out credit for presence (0: off; beyond both papers). Each
-            training step picks one present cell per image and measures, with hard presences, the
-            reconstruction lost by switching it off against the count prior's price of keeping it; when
-            the loss prefers off, the cell's logit is pushed off in proportion (:meth:`credit`). The
-            relaxed gradient pushes every present box off alike, a box on its object or the second box
-            on one object; this term tells them apart by what each box buys. One extra render per step.
-        pres_credit_start: training step from which ``pres_credit`` applies; start it once the cells have
-            left the all-on start (e.g. after ``background_warmup_steps``).
+            spair/spair.py:467: no gradient beyond the bounds, so a cell pushed below -10 never comes back) or
+            ``straight_through`` (the same forward values; beyond the bound the gradient passes when it points back
+            inside, so an off cell can come back; beyond both papers).
+        detect_boxes: what :meth:`detect` reports as an object's box: ``alpha`` (the extent of its decoded alpha map) or
+            ``box`` (its ``z_where`` box).
+        object_warmup_steps: for this many steps add a reconstruction with every cell drawn, weighted 1 -> 0: the
+            glimpse nets learn to draw what lies in their boxes whatever z_pres says (beyond both papers; 0: off).
+        background_warmup_steps: for this many steps add a reconstruction by the background alone, weighted 1 -> 0:
+            it learns the scene's pattern (Hard's checkerboard) even while the cells cover it (beyond both papers; 0: off).
+        background_warmup_hold: while over half of the batch's cells are on, that weight stays at least this, also after
+            ``background_warmup_steps``: the background's posterior does not collapse at the all-on start (beyond both
+            papers; 0: off; tested on device, no host sync).
+        pres_credit: weight of a leave-one-out credit for presence (:meth:`credit`; 0: off; beyond both papers): one
+            present cell per image is switched off (hard presences); where the loss prefers it off, its logit is pushed
+            off in proportion, so a second box on one object goes and a box on its object stays. One extra render a step.
+        pres_credit_start: training step from which ``pres_credit`` applies; start it once the cells have left the
+            all-on start (e.g. after ``background_warmup_steps``).
         local_branch: the SPLIT branch; ``None`` for SPAIR.
-        concat_z_what / concat_z_bg: where z_l goes (the authors' ``-concat_z_what``, README.md:93 / 107; paper 1
-            Fig. 2: the glimpse decoder only). ``concat_z_bg`` is off in every authors' run: their model reads
+        concat_z_what / concat_z_bg: where z_l goes (the authors' ``-concat_z_what``, README.md:93 / 107; paper 1 Fig.
+            2: the glimpse decoder only). ``concat_z_bg`` is off in every authors' run: their model reads
             ``config.concat_z_bg``, which main.py never defines (it has ``-concat_bg``, main.py:48).
     """
 
