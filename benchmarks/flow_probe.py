@@ -21,7 +21,7 @@ import time
 import torch
 import yaml
 
-from callbacks.flow import encode_split, fit_linear_probe, fit_ridge, r2_score
+from callbacks.flow import classifier_accuracy, encode_split, fit_linear_classifier, fit_ridge, r2_score
 from datamodules.digits import ColouredDigitsDataModule
 from lightning_modules.flow_vae import FlowVAE
 from lightning_modules.split import LocalBranch
@@ -89,9 +89,7 @@ def main() -> None:
         for k in ftr:
             w, bias = fit_ridge(ftr[k], tr_fields["colour"])
             r2[k] = r2_score(fva[k].double() @ w + bias, va_fields["colour"])
-            lin = fit_linear_probe(ftr[k], ytr, 10)
-            with torch.no_grad():
-                acc[k] = (lin(fva[k]).argmax(1) == yva).float().mean().item()
+            acc[k] = classifier_accuracy(fit_linear_classifier(ftr[k], ytr), fva[k], yva)  # Table 4's linear SVM
         knn = float("nan")
         if "z_g" in ftr:
             mu, sd = ftr["z_g"].mean(0), ftr["z_g"].std(0).clamp_min(1e-6)

@@ -140,3 +140,18 @@ def test_a_real_run_writes_history_that_the_report_reads(tmp_path):
     assert [x["step"] for x in lines] == [2, 4] and "val/loss" in lines[0]["metrics"]
     runs, problems = read_runs([str(tmp_path / "runs")])
     assert not problems and runs[0].name == "quickstart" and len(runs[0].history) == 2
+
+
+def test_the_paper2_table_has_table4s_raw_pixel_row_and_the_papers_numbers(tmp_path):
+    flow = {"model": {"class_path": "lightning_modules.flow_vae.FlowVAE", "init_args": {"z_dim": 64}},
+            "data": {"class_path": "datamodules.cifar10.CIFAR10DataModule", "init_args": {"root": "data"}}}
+    for seed, (z, v, px) in enumerate([(0.50, 0.20, 0.30), (0.60, 0.10, 0.40)]):
+        write_run(tmp_path / "runs" / f"flow_seed{seed}", "flow_vae_cifar10", seed, flow,
+                  {"test/bpd": 3.5, "test/probe_acc_z_g": z, "test/probe_acc_z_l": v, "test/probe_acc_pixels": px})
+    text, _, problems, _ = build_report([str(tmp_path / "runs")], str(tmp_path / "report"))
+    assert not problems
+    section = text.split("### Paper 2")[1].split("###")[0]
+    assert "SVM on raw pixels" in section
+    row = next(line for line in section.splitlines() if "flow VAE" in line and "0.550" in line)
+    assert "0.350 ± 0.071 (2)" in row  # the pixel column: mean ± sample std (n)
+    assert "0.595 / 0.172 / 0.353" in row  # the paper's z / v / raw pixels (Table 4)

@@ -139,18 +139,20 @@ def flow_tables(groups: list[Group], paper: dict[str, Any]) -> str | None:
         p1 = paper["flow_table1"]["rows"].get(name, {})
         p2 = paper["flow_table2"]["rows"].get(name, {})
         p4 = paper["flow_table4"]["rows"].get(name, {})
+        pixels = paper["flow_table4"]["rows"]["raw pixels"]["probe_acc_pixels"]  # Table 4's baseline row
         rows.append([g.label, name, data_description(g.config), st, fmt(g.values(f"{st}/bpd")),
                      fmt(g.values(f"{st}/bpd_iw")), fmt(g.values(f"{st}/fid"), digits=2),
                      fmt(g.values(f"{st}/probe_acc_z_g")), fmt(g.values(f"{st}/probe_acc_z_l")),
+                     fmt(g.values(f"{st}/probe_acc_pixels")),
                      f"{_paper(p1.get('bpd'), digits=2)} / {_paper(p2.get('fid'), digits=2)} / "
-                     f"{_paper(p4.get('probe_acc_z_g'))} / {_paper(p4.get('probe_acc_z_l'))}"])
+                     f"{_paper(p4.get('probe_acc_z_g'))} / {_paper(p4.get('probe_acc_z_l'))} / {_paper(pixels)}"])
     if not rows:
         return None
-    return ("### Paper 2, Tables 1, 2 and 4: bits/dim, FID, linear probes\n\nPaper: "
+    return ("### Paper 2, Tables 1, 2 and 4: bits/dim, FID, linear evaluation\n\nPaper: "
             f"{paper['flow_table1']['source']}; {paper['flow_table2']['source']}; {paper['flow_table4']['source']}. "
             f"The paper column is {paper['flow_table1']['data']}.\n\n"
-            + _md(["runs", "model", "data", "split", "bits/dim", "bits/dim (IW)", "FID", "probe z", "probe v",
-                   "paper (bpd / FID / probe z / probe v)"], rows))
+            + _md(["runs", "model", "data", "split", "bits/dim", "bits/dim (IW)", "FID", "SVM on z", "SVM on v",
+                   "SVM on raw pixels", "paper (bpd / FID / SVM on z / on v / on raw pixels)"], rows))
 
 
 def all_metrics_table(groups: list[Group]) -> str:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from callbacks.flow import FIDCallback, fit_linear_probe
+from callbacks.flow import FIDCallback
 from datamodules.base import TensorDictDataset
 from splitlab.errors import ConfigError
 
@@ -25,16 +25,57 @@ def write_random_inception(path) -> str:
     return str(path)
 
 
-def test_linear_probe_separates_blobs_and_not_noise():
-    g = torch.Generator().manual_seed(0)
-    centres = 4 * torch.randn(3, 20, generator=g)
-    y = torch.randint(0, 3, (600,), generator=g)
-    x = centres[y] + torch.randn(600, 20, generator=g)
-    lin = fit_linear_probe(x[:400], y[:400], 3)
-    assert (lin(x[400:]).argmax(1) == y[400:]).float().mean() > 0.97
-    noise = torch.randint(0, 3, (600,), generator=g)
-    lin = fit_linear_probe(x[:400], noise[:400], 3)
-    assert (lin(x[400:]).argmax(1) == noise[400:]).float().mean() < 0.5
+def _probe_features(n: int = 600, scale: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Labels, a latent that is the label one-hot (times ``scale``) beside unit noise, and pure noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    onehot = scale * torch.nn.functional.one_hot(y, 10).float()
+    return {"label": y, "z_g": torch.cat([onehot, torch.randn(n, 6, generator=g)], 1), "z_l": torch.randn(n, 16, generator=g)}
+
+
+def _measure(f: dict, **kw) -> dict[str, float]:
+    from callbacks.flow import LinearProbe
+
+    split = 400
+    tr = {k: v[:split] for k, v in f.items() if k != "label"}
+    ev = {k: v[split:] for k, v in f.items() if k != "label"}
+    return LinearProbe(**kw).measure(tr, {"label": f["label"][:split]}, ev, {"label": f["label"][split:]})
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logistic"])
+def test_linear_evaluation_reads_a_one_hot_label_and_not_noise(classifier):
+    """Table 4's known case: z_g holds the label one-hot -> accuracy 1.0; z_l is noise -> chance (0.1)."""
+    v = _measure(_probe_features(), classifier=classifier)
+    assert v["probe_acc_z_g"] == 1.0 and v["probe_train_acc_z_g"] == 1.0
+    assert v["probe_acc_z_l"] < 0.2  # chance is 0.1 over 200 held-out images
+    assert -0.2 < v["probe_r2_z_g_from_z_l"] < 0.1  # z_l is independent of z_g
+
+
+def test_linear_evaluation_reads_a_factor_held_at_a_small_scale_and_sees_attenuation():
+    """The classifier sees the raw features (no standardisation, as the authors): the label one-hot at 1/5 of
+    the noise's scale is still read in full; at 1/20 it is not (an attenuated factor counts as attenuated),
+    where standardised features would read it in full again. The R^2 of z_g from a z_l that copies it is 1."""
+    f = _probe_features(scale=0.2)
+    f["z_l"] = f["z_g"].clone()
+    v = _measure(f)
+    assert v["probe_acc_z_g"] > 0.95
+    assert v["probe_r2_z_g_from_z_l"] == pytest.approx(1.0, abs=1e-3)
+    f = _probe_features(scale=0.05)
+    assert _measure(f)["probe_acc_z_g"] < 0.3
+    f["z_g"] = (f["z_g"] - f["z_g"].mean(0)) / f["z_g"].std(0)
+    assert _measure(f)["probe_acc_z_g"] > 0.95
+
+
+def test_linear_classifier_is_the_authors_svm():
+    from sklearn.svm import SVC
+
+    from callbacks.flow import fit_linear_classifier
+
+    f = _probe_features(60)
+    clf = fit_linear_classifier(f["z_g"], f["label"])
+    assert isinstance(clf, SVC) and clf.kernel == "linear" and clf.C == 1.0
+    with pytest.raises(ConfigError, match="'svm' or 'logistic'"):
+        fit_linear_classifier(f["z_g"], f["label"], "rbf")
 
 
 class _Feat(torch.nn.Module):
