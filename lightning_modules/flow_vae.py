@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule
 from lightning_modules.nn.distributions import Bernoulli
-from lightning_modules.nn.flows import CondActNorm, FlowStep, _up, squeeze, unsqueeze
+from lightning_modules.nn.flows import CondActNorm, FlowStep, MultiScalePrior, _up, squeeze, unsqueeze
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
@@ -131,17 +131,20 @@ class FlowDecoder(nn.Module):
 
     Level 0 runs ``steps[0]`` steps on the image itself. Each later level squeezes (2x2
     space-to-depth) and runs its sub-blocks of steps; after every sub-block of the levels
-    between the first and the last, ``channels // factor`` channels are factored out into v
-    (Fig. 3c: a little after each sub-block instead of half at the end of a level). The last
-    level keeps all its channels. v is the concatenation of every factored-out part, as a
-    vector of the image's size.
+    between the first and the last, a :class:`MultiScalePrior` (1x1 conv, a z-conditioned coupling
+    of the leaving part, actnorm) runs and then ``C // factor`` channels, C the level's channels
+    after its squeeze, are factored out into v (Fig. 3c: a little after each sub-block instead of
+    half at the end of a level; a fixed share, as the authors' ``MultiScaleInternal``, XuezheMax/wolf
+    wolf/flows/multiscale_architecture.py:127-160). The last level keeps all its channels. v is the
+    concatenation of every factored-out part, as a vector of the image's size.
 
     Args:
         channels, image_size: the image.
         steps: per level, an int (one block) or a list of sub-block lengths; e.g. the authors'
             CIFAR-10 ``[2, [6, 6], [6, 6], 4]``.
         hidden: coupling width per level (authors: ``[24, 512, 512, 512]``).
-        factor: 1 / share of channels factored out after each sub-block (authors: 4).
+        factor: 1 / share of a level's channels factored out after each sub-block (authors: 4; a level
+            has fewer sub-blocks than ``factor``).
         cond_dim: size of z (0: unconditional Glow). alpha: scale bound (appendix B.2).
         activation: of the coupling networks, ``elu`` (paper 2 eq. 8) or ``relu``.
         cond_actnorm: begin with a :class:`CondActNorm` on the image, a per-channel affine map
@@ -158,7 +161,8 @@ class FlowDecoder(nn.Module):
         if image_size % 2 ** (len(steps) - 1):
             raise ConfigError(f"flow decoder: {len(steps) - 1} squeezes need image_size divisible by {2 ** (len(steps) - 1)}.")
         self.blocks = nn.ModuleList()
-        self.plan: list[tuple[str, int]] = []  # ("squeeze", 0) | ("block", i) | ("factor", c_out)
+        self.priors = nn.ModuleList()
+        self.plan: list[tuple[str, int]] = []  # ("squeeze", 0) | ("block", i) | ("prior", i) | ("factor", c_out)
         c, size = channels, image_size
         self.out_shapes: list[tuple[int, int, int]] = []
         for level, (n_steps, h) in enumerate(zip(steps, hidden)):
@@ -166,11 +170,17 @@ class FlowDecoder(nn.Module):
                 self.plan.append(("squeeze", 0))
                 c, size = 4 * c, size // 2
             subs = [n_steps] if isinstance(n_steps, int) else list(n_steps)
+            share = max(1, c // factor)  # the fixed share of this level's channels that leaves after each sub-block
+            if 0 < level < len(steps) - 1 and len(subs) >= factor:
+                raise ConfigError(f"flow decoder: level {level} has {len(subs)} sub-blocks; with factor {factor} "
+                                  f"at most {factor - 1} (each lets 1/{factor} of the level's channels leave).")
             for sub in subs:
                 self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha, 4, activation) for _ in range(sub)]))
                 self.plan.append(("block", len(self.blocks) - 1))
                 if 0 < level < len(steps) - 1:
-                    out = max(1, c // factor)
+                    out = share
+                    self.priors.append(MultiScalePrior(c, out, h, cond_dim, alpha, activation))
+                    self.plan.append(("prior", len(self.priors) - 1))
                     self.plan.append(("factor", out))
                     self.out_shapes.append((out, size, size))
                     c -= out
@@ -191,6 +201,9 @@ class FlowDecoder(nn.Module):
                 for step in self.blocks[arg]:
                     x, ld = step(x, z)
                     logdet = logdet + _up(ld)
+            elif kind == "prior":
+                x, ld = self.priors[arg](x, z)
+                logdet = logdet + _up(ld)
             else:  # factor out the last ``arg`` channels into v
                 parts.append(x[:, -arg:].flatten(1))
                 x = x[:, :-arg]
@@ -210,6 +223,8 @@ class FlowDecoder(nn.Module):
             elif kind == "block":
                 for step in reversed(self.blocks[arg]):
                     x = step.inverse(x, z)
+            elif kind == "prior":
+                x = self.priors[arg].inverse(x, z)
             else:
                 c, h, w = shapes.pop()
                 x = torch.cat([x, chunks.pop().reshape(-1, c, h, w).to(x.dtype)], 1)

@@ -16,7 +16,10 @@ log-determinants and the affine maps of the couplings are computed in float32 (t
 - :class:`CondCoupling`: the conditional affine coupling of eq. 7-8 with the four channel
   split patterns of Fig. 3b (A: first half / second half, B: the reverse, C: even / odd
   channels, D: the reverse) and the bounded scale of appendix B.2,
-  ``s = alpha * tanh(u / alpha) + 1`` in (1 - alpha, 1 + alpha).
+  ``s = alpha * tanh(u / 2) + 1`` in (1 - alpha, 1 + alpha).
+- :class:`MultiScalePrior`: the block before each factor-out of the fine-grained multi-scale
+  architecture (paper 2 Sec. 2.3, from MaCow): 1x1 conv, a z-conditioned coupling of the leaving
+  part given the staying part, actnorm of the leaving part.
 - :func:`squeeze` / :func:`unsqueeze`: 2x2 space-to-depth.
 """
 from __future__ import annotations
@@ -161,9 +164,12 @@ class InvConv1x1(nn.Module):
         return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1)) if self.dims == 4 else y @ w_inv.T
 
 
-def _split_index(channels: int, pattern: str) -> tuple[Tensor, Tensor]:
-    """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b."""
+def _split_index(channels: int, pattern: str, leave: int = 0) -> tuple[Tensor, Tensor]:
+    """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b. Pattern ``P`` (a
+    multi-scale prior's coupling): b = the last ``leave`` channels, the part about to be factored out."""
     idx = torch.arange(channels)
+    if pattern == "P":
+        return idx[: channels - leave], idx[channels - leave :]
     if pattern in ("A", "B"):  # continuous halves
         a, b = idx[: channels // 2], idx[channels // 2 :]
     else:  # alternate channels
@@ -176,24 +182,26 @@ class CondCoupling(nn.Module):
 
     ``y_a = x_a``, ``y_b = s(x_a, z) * x_b + b(x_a, z)`` with the network
     ``x_a -> Conv3x3 -> ELU -> Conv1x1 (+) FC(z) -> ELU -> Conv3x3`` (eq. 8; the last conv is
-    zero-initialised, so the layer starts as the identity) and ``s = alpha tanh(u / alpha) + 1``
-    (appendix B.2). For vectors (``dims=2``, the flow prior, appendix B.3) the network is an MLP.
+    zero-initialised, so the layer starts as the identity) and ``s = alpha tanh(u / 2) + 1``
+    (appendix B.2; the 2 from the authors' code, XuezheMax/wolf wolf/flows/couplings/transform.py:56-59).
+    For vectors (``dims=2``, the flow prior, appendix B.3) the network is an MLP.
 
     Args:
-        channels: C of x. pattern: split pattern A-D. hidden: width of the network.
+        channels: C of x. pattern: split pattern A-D, or P with ``leave`` (see :func:`_split_index`).
+        hidden: width of the network.
         cond_dim: size of z (0: unconditional). alpha: scale bound (paper: 1.0; 0.5 for ImageNet).
         activation: ``elu`` (paper 2 eq. 8) or ``relu`` (several times cheaper on some CPUs).
     """
 
     def __init__(self, channels: int, pattern: str = "A", hidden: int = 512, cond_dim: int = 0,
-                 alpha: float = 1.0, dims: int = 4, activation: str = "elu") -> None:
+                 alpha: float = 1.0, dims: int = 4, activation: str = "elu", leave: int = 0) -> None:
         super().__init__()
         if activation not in ("elu", "relu"):
             raise ValueError(f"activation must be 'elu' (paper 2) or 'relu', got {activation!r}")
         self.act = F.elu if activation == "elu" else F.relu
-        if pattern not in SPLITS:
-            raise ValueError(f"split pattern must be one of {SPLITS}, got {pattern!r}")
-        a, b = _split_index(channels, pattern)
+        if pattern not in (*SPLITS, "P"):
+            raise ValueError(f"split pattern must be one of {SPLITS} or P, got {pattern!r}")
+        a, b = _split_index(channels, pattern, leave)
         self.register_buffer("ia", a, persistent=False)
         self.register_buffer("ib", b, persistent=False)
         ca, cb = len(a), len(b)
@@ -218,7 +226,7 @@ class CondCoupling(nn.Module):
 
     def _scale(self, u: Tensor) -> Tensor:
         a = self.alpha
-        return (a * torch.tanh(_up(u) / a) + 1).clamp_min(1e-5)  # appendix B.2, in (1 - a, 1 + a)
+        return (a * torch.tanh(_up(u) / 2) + 1).clamp_min(1e-5)  # appendix B.2, in (1 - a, 1 + a)
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         xa, xb = x[:, self.ia], x[:, self.ib]
@@ -269,3 +277,29 @@ class FlowStep(nn.Module):
         for layer in reversed(self.layers):
             y = layer.inverse(y, z)
         return y
+
+
+class MultiScalePrior(nn.Module):
+    """The prior block before a factor-out (paper 2 Sec. 2.3 / MaCow; XuezheMax/wolf
+    wolf/flows/multiscale_architecture.py:13-45): an invertible 1x1 conv of all ``channels``, an affine
+    coupling of the last ``leave`` channels (the part that leaves into v) given the others and z, and an
+    actnorm of the leaving part. So every early-exiting part of v gets a z-dependent shift and scale."""
+
+    def __init__(self, channels: int, leave: int, hidden: int, cond_dim: int = 0, alpha: float = 1.0,
+                 activation: str = "elu") -> None:
+        super().__init__()
+        self.leave = leave
+        self.conv = InvConv1x1(channels)
+        self.coupling = CondCoupling(channels, "P", hidden, cond_dim, alpha, 4, activation, leave)
+        self.norm = ActNorm(leave)
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x, logdet = self.conv(x)
+        x, ld = self.coupling(x, z)
+        tail, ld_norm = self.norm(x[:, -self.leave :])
+        return torch.cat([x[:, : -self.leave], tail.to(x.dtype)], 1), _up(logdet) + ld + ld_norm
+
+    def inverse(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        tail = self.norm.inverse(y[:, -self.leave :])
+        y = torch.cat([y[:, : -self.leave], tail.to(y.dtype)], 1)
+        return self.conv.inverse(self.coupling.inverse(y, z))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lightning_modules.flow_vae import FlowDecoder, FlowVAE, bits_per_dim, dequantize
+from splitlab.errors import ConfigError
 from tests.lightning_modules.test_flows import _randomise
 
 TINY = dict(image_size=8, channels=3, encoder_widths=(8,), encoder_out_channels=4, flow_steps=[1, [1, 1], 1],
@@ -16,8 +17,9 @@ TINY = dict(image_size=8, channels=3, encoder_widths=(8,), encoder_out_channels=
 @pytest.mark.parametrize("cond_actnorm", [False, True])
 def test_decoder_is_invertible_and_its_logdet_is_the_jacobian_float64(cond_actnorm):
     torch.manual_seed(0)
-    dec = FlowDecoder(3, 4, steps=[1, [1, 1]], hidden=[4, 6], factor=4, cond_dim=2, cond_actnorm=cond_actnorm).double()
-    assert (dec.cnorm is not None) == cond_actnorm
+    # an internal level (two sub-blocks, each followed by a multi-scale prior and a factor-out) and a last one
+    dec = FlowDecoder(3, 4, steps=[1, [1, 1], 1], hidden=[4, 6, 6], factor=4, cond_dim=2, cond_actnorm=cond_actnorm).double()
+    assert (dec.cnorm is not None) == cond_actnorm and len(dec.priors) == 2
     dec.train()
     dec(torch.randn(6, 3, 4, 4, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64))
     _randomise(dec)
@@ -31,11 +33,17 @@ def test_decoder_is_invertible_and_its_logdet_is_the_jacobian_float64(cond_actno
         assert torch.allclose(logdet[i], torch.linalg.slogdet(jac)[1], atol=1e-6)
 
 
-def test_fine_grained_plan_factors_out_after_each_sub_block():
+def test_fine_grained_plan_factors_out_a_fixed_share_after_a_prior_block():
+    """The authors' CIFAR-10 shape: each sub-block of an internal level is followed by a multi-scale prior and
+    a quarter of the level's channels leaving (wolf's levels hold 12, 24 and 48 channels)."""
     dec = FlowDecoder(3, 32, steps=[2, [6, 6], [6, 6], 4], hidden=[4, 4, 4, 4], factor=4, cond_dim=0)
-    # 3@32 -> 12@16: out 3, then 2 -> 28@8: out 7, then 5 -> 64@4 kept (v has the image's size)
-    assert dec.out_shapes == [(3, 16, 16), (2, 16, 16), (7, 8, 8), (5, 8, 8), (64, 4, 4)]
+    # 3@32 -> 12@16: out 3, 3 -> 24@8: out 6, 6 -> 48@4 kept (v has the image's size)
+    assert dec.out_shapes == [(3, 16, 16), (3, 16, 16), (6, 8, 8), (6, 8, 8), (48, 4, 4)]
     assert sum(c * h * w for c, h, w in dec.out_shapes) == 3 * 32 * 32
+    kinds = [k for k, _ in dec.plan]
+    assert kinds.count("prior") == 4 and all(kinds[i + 1] == "factor" for i, k in enumerate(kinds) if k == "prior")
+    with pytest.raises(ConfigError, match="at most 3"):
+        FlowDecoder(3, 32, steps=[1, [1, 1, 1, 1], 1], hidden=[4, 4, 4], factor=4, cond_dim=0)
 
 
 def test_bits_per_dim_of_a_uniform_density_is_eight():

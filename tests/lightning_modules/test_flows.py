@@ -123,3 +123,14 @@ def test_actnorm_init_is_the_same_on_every_ddp_process(tmp_path):
     both = torch.cat([r0["x"], r1["x"]])  # equal shards: the mean of the shards' stats is the global stats
     assert torch.allclose(-r0["bias"].view(2), both.mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(torch.exp(-r0["logs"]).view(2), both.std((0, 2, 3), unbiased=False), atol=1e-4)
+
+
+def test_coupling_scale_is_the_authors_bounded_tanh():
+    """s = alpha * tanh(u / 2) + 1 (paper 2 appendix B.2; the u / 2 is the authors' code, XuezheMax/wolf
+    wolf/flows/couplings/transform.py:56-59): 1 at u = 0, in (1 - alpha, 1 + alpha)."""
+    from lightning_modules.nn.flows import CondCoupling
+
+    c = CondCoupling(4, "A", 8, alpha=0.5)
+    u = torch.tensor([-100.0, -2.0, 0.0, 2.0, 100.0])
+    assert torch.allclose(c._scale(u), 0.5 * torch.tanh(u / 2) + 1)
+    assert c._scale(torch.zeros(1)).item() == 1.0 and c._scale(u).min() >= 0.5 and c._scale(u).max() <= 1.5
