@@ -10,7 +10,9 @@ colours and b's digit. For ``num_pairs`` held-out pairs (a, b):
   (mean foreground and mean background under b's digit mask) and c_a, c_b the two images' known
   colours (6 numbers each), ``t = <c - c_b, c_a - c_b> / |c_a - c_b|^2`` is the share of the
   colour difference that moved to a (0: b's colours kept, 1: a's colours taken); logged are the
-  median t over the pairs and the share of pairs with t > 0.5;
+  median t over the pairs and the share of pairs with t > 0.5; a switched image with a non-finite
+  pixel (the inverse flow can diverge on an unseen (z, v) pair) counts as not moved, is left out of
+  the median, and is counted in ``<stage>/switch_nonfinite`` (the share of such pairs);
 * ``<stage>/switch_acc_digit_from_v``: the fraction whose digit, by the Table 1 judge (the same
   judge, trained on the training split, :func:`callbacks.table1.get_judge`), is b's.
 
@@ -106,12 +108,12 @@ class SwitchAccuracy(pl.Callback):
     @torch.no_grad()
     def measure(self, pl_module: pl.LightningModule, images: Tensor, labels: Tensor, colours: Tensor
                 ) -> tuple[dict[str, float], Tensor]:
-        """uint8 images (N, 3, H, W), labels (N,), colours (N, 6) -> the four numbers and the switched images."""
+        """uint8 images (N, 3, H, W), labels (N,), colours (N, 6) -> the five numbers and the switched images."""
         n = min(self.num_pairs, len(images))
         a, b = switch_pairs(n, self.seed)
         device = pl_module.device
         self.judge.to(device)
-        moved, digit_ok, judge_ok, switched = [], [], [], []
+        moved, digit_ok, judge_ok, switched, bad = [], [], [], [], []
         for i in range(0, n, self.batch_size):
             ia, ib = a[i : i + self.batch_size], b[i : i + self.batch_size]
             xa = images[ia].to(device).float() / 255.0
@@ -120,14 +122,18 @@ class SwitchAccuracy(pl.Callback):
             if "z_g" not in la:
                 raise ConfigError("SwitchAccuracy needs a model with a global code z (z_g) and a local one (z_l); "
                                   f"{type(pl_module).__name__} encodes only {sorted(la)}.")
-            out = pl_module.decode({**la, "z_l": lb["z_l"]}).float().clamp(0, 1)
+            out = pl_module.decode({**la, "z_l": lb["z_l"]}).float()
+            bad.append(~torch.isfinite(out).flatten(1).all(1))
+            out = out.clamp(0, 1)
             c, ca, cb = colour_estimate(out, xb, colours[ib].to(device)), colours[ia].to(device), colours[ib].to(device)
             moved.append(((c - cb) * (ca - cb)).sum(1) / (ca - cb).pow(2).sum(1).clamp_min(1e-6))  # t of each pair
             digit_ok.append(self.judge(out).argmax(1) == labels[ib].to(device))
             judge_ok.append(self.judge(xb).argmax(1) == labels[ib].to(device))
             switched.append(out)
-        t = torch.cat(moved)
-        values = {"switch_colour_from_z_median": t.median().item(), "switch_colour_from_z_share": (t > 0.5).float().mean().item(),
+        t, nonfinite = torch.cat(moved), torch.cat(bad)
+        t = torch.where(nonfinite, torch.nan, t)
+        values = {"switch_colour_from_z_median": t.nanmedian().item(), "switch_colour_from_z_share": (t > 0.5).float().mean().item(),
+                  "switch_nonfinite": nonfinite.float().mean().item(),
                   **{name: torch.cat(v).float().mean().item() for name, v in
                      (("switch_acc_digit_from_v", digit_ok), ("switch_judge_acc", judge_ok))}}
         return values, torch.cat(switched)

@@ -122,6 +122,27 @@ def test_the_graded_switch_score_is_the_share_of_the_colour_difference_that_move
     assert values["switch_acc_digit_from_v"] == 1.0
 
 
+class Diverging(Mixer):
+    """Mixer(1.0) whose decode gives NaN pixels for every third image (an inverse flow that diverged)."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+    def decode(self, lat):
+        out = super().decode(lat).clone()
+        out[::3] = float("nan")
+        return out
+
+
+def test_a_diverged_switch_counts_as_not_moved_and_is_reported():
+    images, labels, colours = _data()
+    values, _ = _callback().measure(Diverging(), images, labels, colours)
+    diverged = 6 + 6 + 6 + 4  # every third image of each batch of 16 (60 pairs: 16, 16, 16, 12)
+    assert values["switch_nonfinite"] == pytest.approx(diverged / 60)
+    assert values["switch_colour_from_z_median"] == pytest.approx(1.0, abs=0.02)  # over the finite pairs
+    assert values["switch_colour_from_z_share"] == pytest.approx((60 - diverged) / 60)  # the diverged did not move
+
+
 def test_colour_estimate_reads_known_colours_exactly():
     images, _, colours = _data(8)
     x = images.float() / 255
