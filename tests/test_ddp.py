@@ -11,7 +11,8 @@ from tests.conftest import cli, read_metrics, run_cli, run_of
 
 SMALL = ["--trainer.accelerator=cpu", "--trainer.logger=false", "--data.init_args.copies=1",
          "--data.init_args.eval_copies=1", "--data.init_args.val_digits=101",  # 101: uneven shards
-         "--data.init_args.eval_batch_size=1"]  # per-image forward passes: no batch-size float noise
+         "--data.init_args.eval_batch_size=1",  # per-image forward passes: no batch-size float noise
+         "--data.init_args.image_size=16", "--model.init_args.image_size=16"]  # 16x16: the same code paths, less compute
 
 CASES = {
     "quickstart": ("val/table1_acc_recon", "val/table1_acc_resample_z_l", "val/table1_acc_resample_z_g"),
