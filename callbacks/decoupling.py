@@ -125,7 +125,8 @@ class SwitchAccuracy(pl.Callback):
             out = pl_module.decode({**la, "z_l": lb["z_l"]}).float()
             bad.append(~torch.isfinite(out).flatten(1).all(1))
             out = out.clamp(0, 1)
-            c, ca, cb = colour_estimate(out, xb, colours[ib].to(device)), colours[ia].to(device), colours[ib].to(device)
+            ca, cb = colours[ia].to(device), colours[ib].to(device)
+            c = colour_estimate(out, xb, cb)
             moved.append(((c - cb) * (ca - cb)).sum(1) / (ca - cb).pow(2).sum(1).clamp_min(1e-6))  # t of each pair
             digit_ok.append(self.judge(out).argmax(1) == labels[ib].to(device))
             judge_ok.append(self.judge(xb).argmax(1) == labels[ib].to(device))

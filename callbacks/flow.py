@@ -70,6 +70,14 @@ def r2_score(pred: Tensor, target: Tensor) -> float:
     return float(1 - sse / sst)
 
 
+CLASSIFIERS = ("svm", "logistic")
+
+
+def check_classifier(kind: str) -> None:
+    if kind not in CLASSIFIERS:
+        raise ConfigError(f"LinearProbe classifier must be 'svm' or 'logistic', got {kind!r}.")
+
+
 def fit_linear_classifier(train_x: Tensor, train_y: Tensor, kind: str = "svm", c: float = 1.0):
     """A linear classifier on the raw, unstandardised features, as paper 2's authors fit Table 4's:
     ``svm`` is scikit-learn's ``SVC(kernel="linear")`` (XuezheMax/wolf experiments/synthesize.py:310-311,
@@ -78,8 +86,7 @@ def fit_linear_classifier(train_x: Tensor, train_y: Tensor, kind: str = "svm", c
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import SVC
 
-    if kind not in ("svm", "logistic"):
-        raise ConfigError(f"LinearProbe classifier must be 'svm' or 'logistic', got {kind!r}.")
+    check_classifier(kind)
     clf = SVC(kernel="linear", C=c) if kind == "svm" else LogisticRegression(max_iter=1000, C=c)
     return clf.fit(train_x.detach().double().cpu().numpy(), train_y.detach().cpu().numpy())
 
@@ -110,7 +117,6 @@ class LinearProbe(pl.Callback):
     predicted linearly from v (near 0: v has become independent of z; near 1: v still carries z).
 
     Args:
-        num_classes: labels of the dataset.
         train_size / eval_size: images of the training / evaluated split used (None: all). A kernel SVM's fit
             grows with the square of ``train_size``: 5,000 images of 3,072 numbers take ~50 s on 2 cores.
         classifier: ``svm`` (the authors' Table 4) or ``logistic``; ``c``: its inverse regularisation (1: theirs).
@@ -121,14 +127,12 @@ class LinearProbe(pl.Callback):
     Computed on the global-zero process (every process holds the whole split) and logged from it.
     """
 
-    def __init__(self, num_classes: int = 10, train_size: int | None = 10000, eval_size: int | None = None,
-                 classifier: str = "svm", c: float = 1.0, pixels: bool = True, every_n_epochs: int = 1,
+    def __init__(self, train_size: int | None = 10000, eval_size: int | None = None, classifier: str = "svm", c: float = 1.0, pixels: bool = True, every_n_epochs: int = 1,
                  batch_size: int = 500, targets: list[str] = ("label",)) -> None:
         super().__init__()
-        self.num_classes, self.train_size, self.eval_size = num_classes, train_size, eval_size
+        self.train_size, self.eval_size = train_size, eval_size
         self.every_n_epochs, self.batch_size, self.pixels = every_n_epochs, batch_size, pixels
-        if classifier not in ("svm", "logistic"):
-            raise ConfigError(f"LinearProbe classifier must be 'svm' or 'logistic', got {classifier!r}.")
+        check_classifier(classifier)
         self.classifier, self.c = classifier, c
         bad = set(targets) - {"label", "colour"}
         if bad:

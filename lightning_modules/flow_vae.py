@@ -178,12 +178,10 @@ class FlowDecoder(nn.Module):
                 self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha, 4, activation) for _ in range(sub)]))
                 self.plan.append(("block", len(self.blocks) - 1))
                 if 0 < level < len(steps) - 1:
-                    out = share
-                    self.priors.append(MultiScalePrior(c, out, h, cond_dim, alpha, activation))
-                    self.plan.append(("prior", len(self.priors) - 1))
-                    self.plan.append(("factor", out))
-                    self.out_shapes.append((out, size, size))
-                    c -= out
+                    self.priors.append(MultiScalePrior(c, share, h, cond_dim, alpha, activation))
+                    self.plan += [("prior", len(self.priors) - 1), ("factor", share)]
+                    self.out_shapes.append((share, size, size))
+                    c -= share
         self.out_shapes.append((c, size, size))
         self.levels = len(steps)
         self.dim = channels * image_size * image_size

@@ -82,9 +82,10 @@ def cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess
             try:
                 main(list(args))
             except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-                if not isinstance(e.code, int) and e.code is not None:
+                code = e.code if isinstance(e.code, int) or e.code is None else 1
+                if code == 1 and not isinstance(e.code, int):  # sys.exit("message"): Python prints it
                     print(e.code, file=sys.stderr)
+                code = code or 0
             except Exception:
                 import traceback
 
