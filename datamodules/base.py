@@ -286,9 +286,14 @@ class ImageDataModule(pl.LightningDataModule):
         """The first n images of a split as float (n, C, H, W) in [0, 1] (for image grids)."""
         if split not in self.splits or len(self.splits[split]) == 0:
             return None
+        return self.images(split, torch.arange(min(n, len(self.splits[split]))))
+
+    def images(self, split: str, index: Tensor) -> Tensor:
+        """The images at ``index`` (a 1-d tensor) of a split as float (n, C, H, W) in [0, 1], without the training
+        loader's augmentation or its state (e.g. a model's initialisation pass)."""
         ds = self.splits[split]
-        imgs = ds.images[:n] if isinstance(ds, TensorDictDataset) else torch.stack(
-            [ds[i]["image"] for i in range(min(n, len(ds)))])
+        imgs = ds.images[index] if isinstance(ds, TensorDictDataset) else torch.stack(
+            [ds[int(i)]["image"] for i in index])
         return imgs.float() / 255.0 if imgs.dtype == torch.uint8 else imgs.float()
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:

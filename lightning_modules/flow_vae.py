@@ -17,6 +17,10 @@ p on [0, 1]^D, ``log P(k) >= E_u[log p(y)] - D log 256`` (Theis et al. 2016). Wi
 
     bpd = ( -log p(y | z) - log p(z) + log q(z | x) + D log 256 ) / (D ln 2)
 
+The networks see the pixels in [-1, 1] as the authors' (XuezheMax/wolf wolf/data/image.py:165): the flow maps
+``2 y - 1``, whose density is ``2^-D`` that of y, so ``log p(y | z)`` adds ``D log 2`` (their bits/dim adds
+``log(256 / 2)`` per dimension for the same reason, experiments/train.py:230).
+
 per image, one (u, z) sample, averaged over images. ``log p(y | z) = log N(f(y; z); 0, I) +
 log |det df/dy|``. ``bpd_iw`` replaces the ELBO by the importance-weighted bound with ``iw_k``
 samples of (u, z): ``log mean_k exp(log p(y_k | z_k) + log p(z_k) - log q(z_k | x))``.
@@ -35,11 +39,12 @@ from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule
 from lightning_modules.nn.distributions import Bernoulli
-from lightning_modules.nn.flows import CondActNorm, FlowStep, MultiScalePrior, _up, squeeze, unsqueeze
+from lightning_modules.nn.flows import ActNorm, CondActNorm, FlowStep, MultiScalePrior, _up, squeeze, unsqueeze
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
 LOG_2PI = math.log(2 * math.pi)
+LOG_2 = math.log(2.0)
 
 
 def std_normal_logpdf(v: Tensor) -> Tensor:
@@ -241,6 +246,8 @@ class FlowVAE(RepresentationModule):
         flow_steps, flow_hidden, flow_factor, alpha, activation: the decoder (see :class:`FlowDecoder`).
         prior_steps, prior_hidden: the flow prior (authors: 2 steps, 256 units).
         iw_k: samples of the importance-weighted bound ``bpd_iw`` (0: not computed).
+        init_batch_size: training images of the data-dependent initialisation pass before the first step (every
+            actnorm from their statistics; authors: 2048); 0: the first training batch initialises them.
         cond_actnorm: a z-conditioned per-channel affine map at the decoder's input (beyond paper
             2; see :class:`FlowDecoder`). Off in the paper configs.
     """
@@ -260,6 +267,7 @@ class FlowVAE(RepresentationModule):
         prior_steps: int = 2,
         prior_hidden: int = 256,
         iw_k: int = 0,
+        init_batch_size: int = 2048,
         cond_actnorm: bool = False,
         local_branch: LocalBranch | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -271,6 +279,7 @@ class FlowVAE(RepresentationModule):
         if z_dim < 0 or int(z_dim) != z_dim:
             raise ConfigError(f"z_dim must be a non-negative integer (0: refined Glow), got {z_dim!r}.")
         self.image_size, self.channels, self.z_dim, self.iw_k = image_size, channels, int(z_dim), iw_k
+        self.init_batch_size = init_batch_size
         self.local_branch = local_branch
         z_l_dim = 0
         if local_branch is not None:
@@ -286,6 +295,31 @@ class FlowVAE(RepresentationModule):
     def is_split(self) -> bool:
         return self.local_branch is not None
 
+    # ------------------------------------------------------------------ initialisation
+    def on_train_start(self) -> None:
+        """The authors' data-dependent initialisation (XuezheMax/wolf experiments/train.py:154-162, ``--init_batch_size
+        2048`` in their README's CIFAR-10 command): before the first step, one pass over ``init_batch_size`` random
+        training images sets every actnorm, layer after layer, from the statistics of its input (on every process
+        of a DDP run at once, see :class:`ActNorm`). A resumed run is already initialised and skips it."""
+        data = getattr(self.trainer, "datamodule", None)
+        if not self.init_batch_size or data is None or not hasattr(data, "images") or self.initialised():
+            return
+        rank = self.trainer.global_rank
+        gen = torch.Generator().manual_seed(getattr(data, "seed", 0) * 1009 + rank)
+        train = data.splits["train"]
+        index = torch.randperm(len(train), generator=gen)[: self.init_batch_size]
+        x = data.images("train", index).to(self.device).contiguous(memory_format=self.memory_format)
+        encoder_mode = self.encoder.training if self.encoder is not None else False
+        if self.encoder is not None:
+            self.encoder.eval()  # as the authors (the model in eval mode): BatchNorm's running statistics untouched
+        with torch.no_grad():
+            self._terms(x)
+        if self.encoder is not None:
+            self.encoder.train(encoder_mode)
+
+    def initialised(self) -> bool:
+        return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))
+
     # ------------------------------------------------------------------ likelihood
     def _cond(self, z: Tensor | None, z_l: Tensor | None) -> Tensor | None:
         parts = [t for t in (z, z_l) if t is not None]
@@ -297,7 +331,7 @@ class FlowVAE(RepresentationModule):
         out: dict[str, Tensor] = {}
         z = z_l = None
         if self.encoder is not None:
-            mu, logvar = self.encoder(x)
+            mu, logvar = self.encoder(2 * x - 1)
             mu, logvar = mu.float(), logvar.float()
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
             # eq. 5: log q(z | x) of the diagonal Gaussian (eq. 6) and log p(z) of the flow prior
@@ -306,8 +340,8 @@ class FlowVAE(RepresentationModule):
         if self.local_branch is not None:
             z_l, local = self.local_branch(x)
             out.update(local)
-        v, logdet = self.decoder(y - 0.5, self._cond(z, z_l))
-        out["log_py"] = std_normal_logpdf(v) + logdet  # change of variables through f(.; z)
+        v, logdet = self.decoder(2 * y - 1, self._cond(z, z_l))
+        out["log_py"] = std_normal_logpdf(v) + logdet + self.D * LOG_2  # change of variables through f(.; z) and y -> 2y - 1
         out["v"] = v
         return out
 
@@ -360,20 +394,20 @@ class FlowVAE(RepresentationModule):
         out: dict[str, Tensor] = {}
         z = z_l = None
         if self.encoder is not None:
-            mu, logvar = self.encoder(x)
+            mu, logvar = self.encoder(2 * x - 1)
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
             out["z_g"] = z
         if self.local_branch is not None:
             z_l = self.local_branch.encode(x, sample=sample)
             out["z_split"] = z_l
-        v, _ = self.decoder(dequantize(x, sample) - 0.5, self._cond(z, z_l))
+        v, _ = self.decoder(2 * dequantize(x, sample) - 1, self._cond(z, z_l))
         out["z_l"] = v
         return out
 
     def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
         """{z_g, z_l = v} -> x = g(v; z) in [0, 1]."""
         x = self.decoder.inverse(latents["z_l"].float(), self._cond(latents.get("z_g"), latents.get("z_split")))
-        return (x + 0.5).clamp(0, 1)
+        return ((x + 1) / 2).clamp(0, 1)
 
     def sample_latents(self, n: int, temperature: float = 1.0) -> dict[str, Tensor]:
         out = {"z_l": temperature * torch.randn(n, self.D, device=self.device)}

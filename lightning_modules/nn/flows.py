@@ -164,6 +164,19 @@ class InvConv1x1(nn.Module):
         return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1)) if self.dims == 4 else y @ w_inv.T
 
 
+def zero_weight_norm(layer: nn.Conv2d | nn.Linear) -> nn.Module:
+    """The coupling network's last layer as the authors build it: weight normalisation ``W = g v / |v|`` per output
+    unit (Salimans & Kingma 2016), ``v ~ N(0, 0.05^2)``, and ``g`` and the bias zero, so the coupling starts as the
+    identity and ``g`` learns first (XuezheMax/wolf wolf/nnet/weight_norm.py:13-17 and 54-58; the init pass sets g to
+    ``init_scale * 1/std`` with ``init_scale = 0`` for these layers, wolf/flows/couplings/blocks.py:41 and 111)."""
+    nn.init.normal_(layer.weight, 0.0, 0.05)
+    nn.init.zeros_(layer.bias)
+    layer = torch.nn.utils.parametrizations.weight_norm(layer)
+    with torch.no_grad():
+        layer.parametrizations.weight.original0.zero_()  # g
+    return layer
+
+
 def _split_index(channels: int, pattern: str, leave: int = 0) -> tuple[Tensor, Tensor]:
     """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b. Pattern ``P`` (a
     multi-scale prior's coupling): b = the last ``leave`` channels, the part about to be factored out."""
@@ -181,8 +194,8 @@ class CondCoupling(nn.Module):
     """Conditional affine coupling (paper 2 eq. 7-8).
 
     ``y_a = x_a``, ``y_b = s(x_a, z) * x_b + b(x_a, z)`` with the network
-    ``x_a -> Conv3x3 -> ELU -> Conv1x1 (+) FC(z) -> ELU -> Conv3x3`` (eq. 8; the last conv is
-    zero-initialised, so the layer starts as the identity) and ``s = alpha tanh(u / 2) + 1``
+    ``x_a -> Conv3x3 -> ELU -> Conv1x1 (+) FC(z) -> ELU -> Conv3x3`` (eq. 8; the last conv is weight-normalised
+    with a zero scale, :func:`zero_weight_norm`, so the layer starts as the identity) and ``s = alpha tanh(u / 2) + 1``
     (appendix B.2; the 2 from the authors' code, XuezheMax/wolf wolf/flows/couplings/transform.py:56-59).
     For vectors (``dims=2``, the flow prior, appendix B.3) the network is an MLP.
 
@@ -206,15 +219,14 @@ class CondCoupling(nn.Module):
         self.register_buffer("ib", b, persistent=False)
         ca, cb = len(a), len(b)
         self.alpha, self.dims = alpha, dims
-        if dims == 4:
-            self.inp = nn.Conv2d(ca, hidden, 3, padding=1)
-            self.mid = nn.Conv2d(hidden, hidden, 1)
-            self.out = nn.Conv2d(hidden, 2 * cb, 3, padding=1)
-        else:
-            self.inp, self.mid, self.out = nn.Linear(ca, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2 * cb)
+        if dims == 4:  # authors: no bias before the last conv (XuezheMax/wolf wolf/flows/couplings/blocks.py:56-58)
+            self.inp = nn.Conv2d(ca, hidden, 3, padding=1, bias=False)
+            self.mid = nn.Conv2d(hidden, hidden, 1, bias=False)
+            out = nn.Conv2d(hidden, 2 * cb, 3, padding=1)
+        else:  # the prior's MLP keeps its biases (blocks.py:14-16)
+            self.inp, self.mid, out = nn.Linear(ca, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2 * cb)
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = zero_weight_norm(out)
 
     def _params(self, xa: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.mid(self.act(self.inp(xa)))

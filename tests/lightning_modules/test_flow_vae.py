@@ -4,8 +4,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
+from datamodules.digits import ColouredDigitsDataModule
 from lightning_modules.flow_vae import FlowDecoder, FlowVAE, bits_per_dim, dequantize
 from splitlab.errors import ConfigError
 from tests.lightning_modules.test_flows import _randomise
@@ -76,3 +78,34 @@ def test_losses_gradients_surface_and_iw_bound():
         assert m.sample(2, 0.7).shape == (2, 3, 8, 8)
         iw = m.bpd_iw(x, 3)
         assert iw.shape == (4,) and torch.isfinite(iw).all()
+
+
+class _FirstStep(pl.Callback):
+    """Records the first actnorm's bias when the first training batch arrives (before any update)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == 0:
+            self.bias = module.decoder.blocks[0][0].layers[0].bias.detach().clone()
+            self.initialised = module.initialised()
+
+
+@pytest.mark.parametrize("init_batch_size", [0, 512])
+def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_input_range(tmp_path, init_batch_size):
+    """Before step 1, every actnorm is set from ``init_batch_size`` random training images (the authors' init pass),
+    which see the pixels in [-1, 1]: the first actnorm's shift is minus their channel means, not those of the first
+    batch of 4. With ``init_batch_size: 0`` the first batch does it, as before."""
+    data = ColouredDigitsDataModule(copies=1, eval_copies=1, image_size=8, batch_size=4, seed=0)
+    model = FlowVAE(z_dim=6, init_batch_size=init_batch_size, **TINY)
+    probe = _FirstStep()
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[probe],
+                         default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    train = data.splits["train"]
+    means = (2 * train.images.float() / 255 - 1).mean((0, 2, 3))  # every training image, [-1, 1]
+    if init_batch_size:
+        assert probe.initialised  # all of them, the flow prior's too, before the first batch
+        assert torch.allclose(-probe.bias.flatten(), means, atol=0.03)
+    else:
+        assert not probe.initialised
+    assert model.initialised()

@@ -89,6 +89,11 @@ def test_couplings_start_as_the_identity_and_logdets_stay_float32_under_bf16():
     x = torch.randn(2, 4, 5, 5)
     y, ld = c(x, torch.randn(2, 3))
     assert torch.allclose(y, x) and torch.allclose(ld, torch.zeros(2))
+    # the authors' last layer: weight-normalised, direction v random, scale g zero (so only g gets a gradient first)
+    wn = c.out.parametrizations.weight
+    assert (wn.original0 == 0).all() and wn.original1.abs().sum() > 0
+    (y * torch.randn_like(y)).sum().backward()
+    assert wn.original0.grad.abs().sum() > 0 and (wn.original1.grad == 0).all()
     step = FlowStep(4, hidden=8, cond_dim=3)
     _randomise(step)
     with torch.autocast("cpu", dtype=torch.bfloat16):
