@@ -42,7 +42,7 @@ def write_config(model: str, minutes: float, every: int) -> str:
     trainer = config["trainer"]
     folder = os.path.join(OUT, model)
     trainer.update(default_root_dir=folder, max_epochs=-1, check_val_every_n_epoch=every,
-                   max_time={"minutes": minutes})
+                   max_time=f"00:{int(minutes // 60):02d}:{int(minutes % 60):02d}:{int(minutes * 60 % 60):02d}")
     trainer["logger"]["init_args"].update(save_dir=folder, name=f"decoupling_curve_{model}")
     for cb in trainer["callbacks"]:
         if "every_n_epochs" in cb.get("init_args", {}):

@@ -39,7 +39,17 @@ from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule
 from lightning_modules.nn.distributions import Bernoulli
-from lightning_modules.nn.flows import ActNorm, CondActNorm, FlowStep, MultiScalePrior, _up, squeeze, unsqueeze
+from lightning_modules.nn.flows import (
+    ActNorm,
+    CondActNorm,
+    FlowStep,
+    MultiScalePrior,
+    _up,
+    batch_moments,
+    squeeze,
+    unsqueeze,
+    zero_weight_norm,
+)
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
 
@@ -100,13 +110,27 @@ class CompressionEncoder(nn.Module):
             c = w
         layers += [nn.Conv2d(c, out_channels, 1), nn.ELU()]
         self.net = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(out_channels * 16, 2 * z_dim)
-        nn.init.zeros_(self.fc.weight)  # paper 2 Sec. 2.2: zero initialisation
-        nn.init.zeros_(self.fc.bias)
+        # paper 2 Sec. 2.2 / appendix B.1: zero initialisation. The authors' code weight-normalises this layer and
+        # sets it in the init pass so that its outputs have mean 0 and std 0.01 on the init batch (XuezheMax/wolf
+        # wolf/modules/discriminators/gaussian.py:19 and 82): it starts at zero here (g = 0) and
+        # :meth:`init_from_data` does theirs.
+        self.fc = zero_weight_norm(nn.Linear(out_channels * 16, 2 * z_dim))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.fc(self.net(x)).chunk(2, -1)
         return mu, logvar.clamp(-12.0, 8.0)
+
+    @torch.no_grad()
+    def init_from_data(self, x: Tensor, scale: float = 0.01) -> None:
+        """The authors' data-dependent init of the last layer (wolf/nnet/weight_norm.py:25-37 with init_scale
+        0.01): on the batch x, each output unit gets mean 0 and standard deviation ``scale``."""
+        wn = self.fc.parametrizations.weight
+        v = wn.original1
+        out = (self.net(x) @ (v / v.norm(dim=1, keepdim=True)).T).float()  # the outputs at g = 1, bias = 0
+        mean, std = batch_moments(out, [0])
+        g = scale / (std + 1e-6)
+        wn.original0.copy_(g[:, None])
+        self.fc.bias.copy_(-mean * g)
 
 
 class FlowPrior(nn.Module):
@@ -299,8 +323,9 @@ class FlowVAE(RepresentationModule):
     def on_train_start(self) -> None:
         """The authors' data-dependent initialisation (XuezheMax/wolf experiments/train.py:154-162, ``--init_batch_size
         2048`` in their README's CIFAR-10 command): before the first step, one pass over ``init_batch_size`` random
-        training images sets every actnorm, layer after layer, from the statistics of its input (on every process
-        of a DDP run at once, see :class:`ActNorm`). A resumed run is already initialised and skips it."""
+        training images sets the encoder's last layer (:meth:`CompressionEncoder.init_from_data`) and then every
+        actnorm, layer after layer, from the statistics of its input (on every process of a DDP run at once, see
+        :class:`ActNorm`). A resumed run is already initialised and skips it."""
         data = getattr(self.trainer, "datamodule", None)
         if not self.init_batch_size or data is None or not hasattr(data, "images") or self.initialised():
             return
@@ -313,6 +338,8 @@ class FlowVAE(RepresentationModule):
         if self.encoder is not None:
             self.encoder.eval()  # as the authors (the model in eval mode): BatchNorm's running statistics untouched
         with torch.no_grad():
+            if self.encoder is not None:
+                self.encoder.init_from_data(2 * x - 1)  # first, as the authors (wolf/wolf.py:31-33): z for the flow's init
             self._terms(x)
         if self.encoder is not None:
             self.encoder.train(encoder_mode)

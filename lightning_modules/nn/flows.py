@@ -46,6 +46,18 @@ def _f32(fn):
     return wrapped
 
 
+@torch.no_grad()
+def batch_moments(x: Tensor, dims: list[int], keepdim: bool = False) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of x over ``dims``, over all processes of a DDP run (each process's batch
+    weighs the same), so a data-dependent initialisation gives every process the same parameters."""
+    mean, sq = x.mean(dims, keepdim=keepdim), (x * x).mean(dims, keepdim=keepdim)
+    if dist.is_available() and dist.is_initialized():
+        stats = torch.stack([mean, sq])
+        dist.all_reduce(stats)
+        mean, sq = stats / dist.get_world_size()
+    return mean, (sq - mean * mean).clamp_min(1e-12).sqrt()
+
+
 class ActNorm(nn.Module):
     """Per-channel affine flow with data-dependent initialisation.
 
@@ -64,14 +76,7 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
-        red = [0, 2, 3] if self.dims == 4 else [0]
-        x = _up(x)
-        mean, sq = x.mean(red, keepdim=True), (x * x).mean(red, keepdim=True)
-        if dist.is_available() and dist.is_initialized():  # the same start on every process
-            stats = torch.cat([mean, sq])
-            dist.all_reduce(stats)
-            mean, sq = (stats / dist.get_world_size()).chunk(2)
-        std = (sq - mean * mean).clamp_min(1e-12).sqrt()
+        mean, std = batch_moments(_up(x), [0, 2, 3] if self.dims == 4 else [0], keepdim=True)
         self.bias.copy_(-mean)
         self.logs.copy_(-torch.log(std + 1e-6))
         self.initialized.fill_(True)

@@ -70,7 +70,7 @@ def test_losses_gradients_surface_and_iw_bound():
         assert all(p.grad is not None for p in m.decoder.parameters())
         if z_dim:
             assert set(terms) >= {"recon", "kl_g", "bpd", "loss"}
-            assert m.encoder.fc.weight.grad.abs().sum() > 0
+            assert m.encoder.fc.parametrizations.weight.original0.grad.abs().sum() > 0  # g, from zero
         m.eval()
         lat = m.encode(x)
         assert lat["z_l"].shape == (4, 192) and (("z_g" in lat) == bool(z_dim))
@@ -87,13 +87,19 @@ class _FirstStep(pl.Callback):
         if batch_idx == 0:
             self.bias = module.decoder.blocks[0][0].layers[0].bias.detach().clone()
             self.initialised = module.initialised()
+            x = trainer.datamodule.images("train", torch.arange(512))
+            module.encoder.eval()
+            with torch.no_grad():
+                self.fc_out = module.encoder.fc(module.encoder.net(2 * x - 1))
+            module.encoder.train()
 
 
 @pytest.mark.parametrize("init_batch_size", [0, 512])
 def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_input_range(tmp_path, init_batch_size):
     """Before step 1, every actnorm is set from ``init_batch_size`` random training images (the authors' init pass),
     which see the pixels in [-1, 1]: the first actnorm's shift is minus their channel means, not those of the first
-    batch of 4. With ``init_batch_size: 0`` the first batch does it, as before."""
+    batch of 4; the encoder's last layer is set first. With ``init_batch_size: 0`` the first batch sets the actnorms
+    and the encoder starts at zero."""
     data = ColouredDigitsDataModule(copies=1, eval_copies=1, image_size=8, batch_size=4, seed=0)
     model = FlowVAE(z_dim=6, init_batch_size=init_batch_size, **TINY)
     probe = _FirstStep()
@@ -106,6 +112,8 @@ def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_inpu
     if init_batch_size:
         assert probe.initialised  # all of them, the flow prior's too, before the first batch
         assert torch.allclose(-probe.bias.flatten(), means, atol=0.03)
+        # the encoder's last layer: outputs of mean 0 and std 0.01 on such images (the authors' init_scale 0.01)
+        assert probe.fc_out.mean(0).abs().max() < 0.005 and ((probe.fc_out.std(0) - 0.01).abs() < 0.003).all()
     else:
-        assert not probe.initialised
+        assert not probe.initialised and (probe.fc_out == 0).all()  # zero-initialised, as paper 2 Sec. 2.2
     assert model.initialised()
