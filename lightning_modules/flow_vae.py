@@ -78,13 +78,17 @@ def dequantize(x: Tensor, sample: bool = True) -> Tensor:
 
 # --------------------------------------------------------------------------- networks
 class ResBlock(nn.Module):
+    """The authors' ResNet block (XuezheMax/wolf wolf/nnet/resnets/resnet_batchnorm.py:18-75): convolutions without
+    bias, each followed by BatchNorm, also on the 1x1 shortcut."""
+
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.b1 = nn.BatchNorm2d(cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.b2 = nn.BatchNorm2d(cout)
-        self.skip = nn.Conv2d(cin, cout, 1, stride) if (stride != 1 or cin != cout) else nn.Identity()
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if (stride != 1 or cin != cout) else nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
         return F.elu(self.b2(self.c2(F.elu(self.b1(self.c1(x))))) + self.skip(x))

@@ -183,16 +183,22 @@ def zero_weight_norm(layer: nn.Conv2d | nn.Linear) -> nn.Module:
 
 
 def _split_index(channels: int, pattern: str, leave: int = 0) -> tuple[Tensor, Tensor]:
-    """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b. Pattern ``P`` (a
-    multi-scale prior's coupling): b = the last ``leave`` channels, the part about to be factored out."""
-    idx = torch.arange(channels)
+    """Channel indices (a, b) of a split pattern (paper 2 Fig. 3b); x_a conditions x_b, which has ``C // 2``
+    channels. A: b = the last C // 2; B: b = the first C // 2; C / D: b = the odd / even channels. With an odd C
+    (3 on the image itself), C and D fall back to A and B, as the authors' (XuezheMax/wolf
+    wolf/flows/couplings/coupling.py:191-203). Pattern ``P`` (a multi-scale prior's coupling): b = the last
+    ``leave`` channels, the part about to be factored out."""
+    idx, half = torch.arange(channels), channels // 2
     if pattern == "P":
         return idx[: channels - leave], idx[channels - leave :]
-    if pattern in ("A", "B"):  # continuous halves
-        a, b = idx[: channels // 2], idx[channels // 2 :]
-    else:  # alternate channels
-        a, b = idx[0::2], idx[1::2]
-    return (a, b) if pattern in ("A", "C") else (b, a)
+    if channels % 2 and pattern in ("C", "D"):
+        pattern = "A" if pattern == "C" else "B"
+    if pattern == "A":
+        return idx[: channels - half], idx[channels - half :]
+    if pattern == "B":
+        return idx[half:], idx[:half]
+    even, odd = idx[0::2], idx[1::2]
+    return (even, odd) if pattern == "C" else (odd, even)
 
 
 class CondCoupling(nn.Module):

@@ -139,3 +139,18 @@ def test_coupling_scale_is_the_authors_bounded_tanh():
     u = torch.tensor([-100.0, -2.0, 0.0, 2.0, 100.0])
     assert torch.allclose(c._scale(u), 0.5 * torch.tanh(u / 2) + 1)
     assert c._scale(torch.zeros(1)).item() == 1.0 and c._scale(u).min() >= 0.5 and c._scale(u).max() <= 1.5
+
+
+def test_split_patterns_are_the_authors_also_for_an_odd_channel_count():
+    """x_a conditions x_b, which has C // 2 channels (wolf's NICE2d); with C = 3 (the image itself) the alternate
+    patterns C / D fall back to the halves A / B, as in wolf/flows/couplings/coupling.py:191-203."""
+    from lightning_modules.nn.flows import _split_index
+
+    def idx(c, p):
+        return tuple(t.tolist() for t in _split_index(c, p))
+
+    assert idx(4, "A") == ([0, 1], [2, 3]) and idx(4, "B") == ([2, 3], [0, 1])
+    assert idx(4, "C") == ([0, 2], [1, 3]) and idx(4, "D") == ([1, 3], [0, 2])
+    assert idx(3, "A") == idx(3, "C") == ([0, 1], [2])
+    assert idx(3, "B") == idx(3, "D") == ([1, 2], [0])
+    assert idx(9, "A") == (list(range(5)), [5, 6, 7, 8]) and idx(9, "B") == ([4, 5, 6, 7, 8], [0, 1, 2, 3])
