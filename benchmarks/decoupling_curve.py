@@ -141,7 +141,8 @@ def plot(all_rows: dict[str, list[dict]], path: str) -> None:
                                 "switch and z-from-v")):
         ax.set_title(title)
         ax.set_xlabel("training step")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
