@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
+from lightning_modules.nn.background import COLOUR_DIMS, ColourPathDecoder, ColourPathEncoder
 from lightning_modules.nn.distributions import Bernoulli, FixedGaussian, gaussian_kl_std_normal, reparameterize
 from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste_sum
 from lightning_modules.nn.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, glorot_init_
@@ -102,6 +103,9 @@ class SPAIR(RepresentationModule):
             567).
         background: ``conv`` (the authors' BackgroundModel, spair/spair.py:29-30) or ``dense`` (their ``-dense_bg`` MLP,
             1024-500 / 500-1024, spair/spair.py:69-74; used by their SPLIT-SPAIR runs).
+        background_colour: ``deep`` (paper 1: the colour comes out of the background's networks) or ``linear``
+            (beyond both papers: three more z_bg dimensions carry the colour on a linear path that reaches unseen
+            colours, :mod:`lightning_modules.nn.background`).
         glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (``None``: the authors' ``2 *
             z_what_dim``, spair/spair.py:253, 348; 0: none).
         upsample: ``bilinear`` (authors: tf.image.resize, spair/spair.py:360, 362) or ``nearest`` in the conv decoders.
@@ -162,6 +166,7 @@ class SPAIR(RepresentationModule):
         where_logvar_init: float = -4.0,
         colour_noise: float = 0.01,
         background: str = "conv",
+        background_colour: str = "deep",
         glimpse_hidden: int | None = None,
         upsample: str = "bilinear",
         init: str = "glorot",
@@ -277,6 +282,12 @@ class SPAIR(RepresentationModule):
         self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
         if init == "glorot":
             glorot_init_(self)
+        if background_colour not in ("deep", "linear"):
+            raise ConfigError(f"background_colour must be 'deep' or 'linear', got {background_colour!r}; set "
+                              "`model.init_args.background_colour`.")
+        if background_colour == "linear":  # after the init above: its linear maps start at the identity
+            self.bg_encoder, self.bg_decoder = ColourPathEncoder(self.bg_encoder), ColourPathDecoder(self.bg_decoder)
+            self.z_bg_dim = z_bg_dim + COLOUR_DIMS
         nn.init.constant_(self.where_head[-1].bias[N_WHERE:], where_logvar_init)
 
     @property

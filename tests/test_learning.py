@@ -113,7 +113,7 @@ def spair_counting(seed: int, steps: int = 1250, batch: int = 16, **overrides) -
         if step % 250 == 0:
             curve[step] = evaluate()
     majority = torch.bincount(count_val).max().item() / len(count_val)
-    return {"curve": curve, "majority": majority, "true_mean": count_val.float().mean().item()}
+    return {"curve": curve, "majority": majority, "true_mean": count_val.float().mean().item(), "model": model.eval()}
 
 
 @pytest.mark.slow

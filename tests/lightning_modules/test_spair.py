@@ -502,3 +502,27 @@ def test_every_shipped_spair_config_keeps_its_losses_on_a_fixed_batch():
                     assert now[step][k] == pytest.approx(v, rel=1e-5, abs=1e-6), (config, step, k)
     finally:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.mark.parametrize("concat_z_bg", [False, True])
+def test_linear_colour_background_draws_any_colour_from_the_start(concat_z_bg):
+    """``background_colour: linear``: z_bg gains three colour dimensions on a linear path (identity at the start), so
+    a plain image of a colour never seen -- here the Easy test set's magenta -- is drawn in its own colour before any
+    training, and every part gets a gradient."""
+    lb = LocalBranch(patch_size=4, z_l_dim=4, encoder_widths=(8, 8, 8), decoder_widths=(8, 8, 8)) if concat_z_bg else None
+    m = SPAIR(glimpse_size=8, z_what_dim=4, backbone_width=8, feature_dim=8, background_colour="linear", local_branch=lb,
+              concat_z_bg=concat_z_bg)
+    magenta = torch.tensor([219, 100, 219]) / 255
+    x = magenta.view(1, 3, 1, 1).expand(2, 3, 48, 48).contiguous()
+    m.eval()
+    lat = m.encode(x)
+    assert lat["z_bg"].shape == (2, 4 + 3)
+    bg = m.decode_parts(lat)["background"]
+    assert torch.allclose(bg.mean((2, 3)), magenta.expand(2, 3), atol=3 / 255)
+    m.train()
+    m.compute_loss(x)["loss"].backward()
+    for part in (m.bg_encoder.colour, m.bg_encoder.deep, m.bg_decoder.colour, m.bg_decoder.deep):
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in part.parameters())
+    assert m.sample_latents(3)["z_bg"].shape == (3, 7)
+    with pytest.raises(ConfigError, match="background_colour"):
+        SPAIR(background_colour="mean")
