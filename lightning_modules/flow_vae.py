@@ -48,7 +48,7 @@ from lightning_modules.nn.flows import (
     batch_moments,
     squeeze,
     unsqueeze,
-    zero_weight_norm,
+    zero_init,
 )
 from lightning_modules.split import LocalBranch
 from splitlab.errors import ConfigError
@@ -102,7 +102,7 @@ class CompressionEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int, image_size: int, z_dim: int, widths: Sequence[int] = (48, 96, 96),
-                 out_channels: int = 8) -> None:
+                 out_channels: int = 8, weight_norm: bool = True) -> None:
         super().__init__()
         if image_size // 2 ** len(widths) != 4:
             raise ConfigError(f"encoder_widths: {len(widths)} levels take {image_size}x{image_size} to "
@@ -118,7 +118,7 @@ class CompressionEncoder(nn.Module):
         # sets it in the init pass so that its outputs have mean 0 and std 0.01 on the init batch (XuezheMax/wolf
         # wolf/modules/discriminators/gaussian.py:19 and 82): it starts at zero here (g = 0) and
         # :meth:`init_from_data` does theirs.
-        self.fc = zero_weight_norm(nn.Linear(out_channels * 16, 2 * z_dim))
+        self.fc = zero_init(nn.Linear(out_channels * 16, 2 * z_dim), weight_norm)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.fc(self.net(x)).chunk(2, -1)
@@ -127,7 +127,10 @@ class CompressionEncoder(nn.Module):
     @torch.no_grad()
     def init_from_data(self, x: Tensor, scale: float = 0.01) -> None:
         """The authors' data-dependent init of the last layer (wolf/nnet/weight_norm.py:25-37 with init_scale
-        0.01): on the batch x, each output unit gets mean 0 and standard deviation ``scale``."""
+        0.01): on the batch x, each output unit gets mean 0 and standard deviation ``scale``. Without weight
+        normalisation the layer stays at zero (paper 2 Sec. 2.2)."""
+        if not hasattr(self.fc, "parametrizations"):
+            return
         wn = self.fc.parametrizations.weight
         v = wn.original1
         out = (self.net(x) @ (v / v.norm(dim=1, keepdim=True)).T).float()  # the outputs at g = 1, bias = 0
@@ -140,9 +143,9 @@ class CompressionEncoder(nn.Module):
 class FlowPrior(nn.Module):
     """p(z) as a flow of vector steps (actnorm, invertible linear, MLP couplings; appendix B.3)."""
 
-    def __init__(self, z_dim: int, steps: int = 2, hidden: int = 256, alpha: float = 1.0) -> None:
+    def __init__(self, z_dim: int, steps: int = 2, hidden: int = 256, alpha: float = 1.0, weight_norm: bool = True) -> None:
         super().__init__()
-        self.steps = nn.ModuleList([FlowStep(z_dim, hidden, 0, alpha, dims=2) for _ in range(steps)])
+        self.steps = nn.ModuleList([FlowStep(z_dim, hidden, 0, alpha, dims=2, weight_norm=weight_norm) for _ in range(steps)])
 
     def log_prob(self, z: Tensor) -> Tensor:
         """(B, d_z) -> (B,) log p(z), float32."""
@@ -186,7 +189,7 @@ class FlowDecoder(nn.Module):
 
     def __init__(self, channels: int = 3, image_size: int = 32, steps: Sequence = (2, (6, 6), (6, 6), 4),
                  hidden: Sequence[int] = (24, 512, 512, 512), factor: int = 4, cond_dim: int = 64,
-                 alpha: float = 1.0, activation: str = "elu", cond_actnorm: bool = False) -> None:
+                 alpha: float = 1.0, activation: str = "elu", cond_actnorm: bool = False, weight_norm: bool = True) -> None:
         super().__init__()
         self.cnorm = CondActNorm(channels, cond_dim) if (cond_actnorm and cond_dim) else None
         if len(hidden) != len(steps):
@@ -208,10 +211,11 @@ class FlowDecoder(nn.Module):
                 raise ConfigError(f"flow decoder: level {level} has {len(subs)} sub-blocks; with factor {factor} "
                                   f"at most {factor - 1} (each lets 1/{factor} of the level's channels leave).")
             for sub in subs:
-                self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha, 4, activation) for _ in range(sub)]))
+                self.blocks.append(nn.ModuleList([FlowStep(c, h, cond_dim, alpha, 4, activation, weight_norm)
+                                                  for _ in range(sub)]))
                 self.plan.append(("block", len(self.blocks) - 1))
                 if 0 < level < len(steps) - 1:
-                    self.priors.append(MultiScalePrior(c, share, h, cond_dim, alpha, activation))
+                    self.priors.append(MultiScalePrior(c, share, h, cond_dim, alpha, activation, weight_norm))
                     self.plan += [("prior", len(self.priors) - 1), ("factor", share)]
                     self.out_shapes.append((share, size, size))
                     c -= share
@@ -274,6 +278,9 @@ class FlowVAE(RepresentationModule):
         flow_steps, flow_hidden, flow_factor, alpha, activation: the decoder (see :class:`FlowDecoder`).
         prior_steps, prior_hidden: the flow prior (authors: 2 steps, 256 units).
         iw_k: samples of the importance-weighted bound ``bpd_iw`` (0: not computed).
+        weight_norm: the last layer of every coupling network and of the encoder weight-normalised with a zero scale
+            at the start, as the authors' (:func:`~lightning_modules.nn.flows.zero_weight_norm`); ``False``: plain
+            zero-initialised layers, which learn faster over a few hundred steps (the CPU quick-starts).
         init_batch_size: training images of the data-dependent initialisation pass before the first step (every
             actnorm from their statistics; authors: 2048); 0: the first training batch initialises them.
         cond_actnorm: a z-conditioned per-channel affine map at the decoder's input (beyond paper
@@ -295,6 +302,7 @@ class FlowVAE(RepresentationModule):
         prior_steps: int = 2,
         prior_hidden: int = 256,
         iw_k: int = 0,
+        weight_norm: bool = True,
         init_batch_size: int = 2048,
         cond_actnorm: bool = False,
         local_branch: LocalBranch | None = None,
@@ -313,10 +321,11 @@ class FlowVAE(RepresentationModule):
         if local_branch is not None:
             local_branch.build(channels, image_size, Bernoulli())
             z_l_dim = local_branch.z_l_dim
-        self.encoder = CompressionEncoder(channels, image_size, z_dim, encoder_widths, encoder_out_channels) if z_dim else None
-        self.prior = FlowPrior(z_dim, prior_steps, prior_hidden, alpha) if z_dim else None
+        self.encoder = (CompressionEncoder(channels, image_size, z_dim, encoder_widths, encoder_out_channels, weight_norm)
+                        if z_dim else None)
+        self.prior = FlowPrior(z_dim, prior_steps, prior_hidden, alpha, weight_norm) if z_dim else None
         self.decoder = FlowDecoder(channels, image_size, flow_steps, flow_hidden, flow_factor, z_dim + z_l_dim, alpha,
-                                   activation, cond_actnorm)
+                                   activation, cond_actnorm, weight_norm)
         self.D = channels * image_size * image_size
 
     @property

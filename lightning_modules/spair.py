@@ -103,6 +103,8 @@ class SPAIR(RepresentationModule):
             567).
         background: ``conv`` (the authors' BackgroundModel, spair/spair.py:29-30) or ``dense`` (their ``-dense_bg`` MLP,
             1024-500 / 500-1024, spair/spair.py:69-74; used by their SPLIT-SPAIR runs).
+        object_input: what the cells' backbone sees: ``image`` (paper 1) or ``residual``, the image minus the
+            background's posterior mean (beyond both papers).
         background_colour: ``deep`` (paper 1: the colour comes out of the background's networks) or ``linear``
             (beyond both papers: three more z_bg dimensions carry the colour on a linear path that reaches unseen
             colours, :mod:`lightning_modules.nn.background`).
@@ -167,6 +169,7 @@ class SPAIR(RepresentationModule):
         colour_noise: float = 0.01,
         background: str = "conv",
         background_colour: str = "deep",
+        object_input: str = "image",
         glimpse_hidden: int | None = None,
         upsample: str = "bilinear",
         init: str = "glorot",
@@ -285,6 +288,10 @@ class SPAIR(RepresentationModule):
         if background_colour not in ("deep", "linear"):
             raise ConfigError(f"background_colour must be 'deep' or 'linear', got {background_colour!r}; set "
                               "`model.init_args.background_colour`.")
+        if object_input not in ("image", "residual"):
+            raise ConfigError(f"object_input must be 'image' or 'residual', got {object_input!r}; set "
+                              "`model.init_args.object_input`.")
+        self.object_input = object_input
         if background_colour == "linear":  # after the init above: its linear maps start at the identity
             self.bg_encoder, self.bg_decoder = ColourPathEncoder(self.bg_encoder), ColourPathDecoder(self.bg_decoder)
             self.z_bg_dim = z_bg_dim + COLOUR_DIMS
@@ -306,6 +313,9 @@ class SPAIR(RepresentationModule):
     # ------------------------------------------------------------------ inference
     def _features(self, x: Tensor, z_l: Tensor | None) -> Tensor:
         """x: (B, C, H, W) -> per-cell features (B, N, F) in raster order."""
+        if self.object_input == "residual":  # what the background leaves unexplained (its posterior mean, no gradient)
+            with torch.no_grad():
+                x = x - self._background(x, z_l, sample=False)[0]
         return self.backbone(x).flatten(2).transpose(1, 2)
 
     def _cells(self, x: Tensor, feat: Tensor, ctx: Tensor, cell_xy: Tensor, sample: bool) -> dict[str, Tensor]:
@@ -415,6 +425,8 @@ class SPAIR(RepresentationModule):
         mu, logvar = self.bg_encoder(x)
         z_bg = reparameterize(mu, logvar) if sample else mu
         inp = torch.cat([z_bg, z_l], -1) if (self.concat_z_bg and z_l is not None) else z_bg
+        if isinstance(self.bg_decoder, ColourPathDecoder):
+            return self.likelihood.mean(self.bg_decoder(inp, 1.0 - self.warmup_weight(self.object_warmup_steps))), z_bg, mu, logvar
         return self.likelihood.mean(self.bg_decoder(inp)), z_bg, mu, logvar
 
     # ------------------------------------------------------------------ loss

@@ -58,6 +58,6 @@ class ColourPathDecoder(nn.Module):
         super().__init__()
         self.deep, self.colour = deep, _identity_linear(COLOUR_DIMS)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, weight: float = 1.0) -> Tensor:
         r = self.deep(z[:, COLOUR_DIMS:])
-        return self.colour(z[:, :COLOUR_DIMS])[:, :, None, None] + r - r.mean((2, 3), keepdim=True)
+        return weight * self.colour(z[:, :COLOUR_DIMS])[:, :, None, None] + r - r.mean((2, 3), keepdim=True)

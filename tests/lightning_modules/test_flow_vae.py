@@ -94,14 +94,15 @@ class _FirstStep(pl.Callback):
             module.encoder.train()
 
 
-@pytest.mark.parametrize("init_batch_size", [0, 512])
-def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_input_range(tmp_path, init_batch_size):
+@pytest.mark.parametrize("init_batch_size, weight_norm", [(0, True), (512, True), (512, False)])
+def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_input_range(tmp_path, init_batch_size,
+                                                                                      weight_norm):
     """Before step 1, every actnorm is set from ``init_batch_size`` random training images (the authors' init pass),
     which see the pixels in [-1, 1]: the first actnorm's shift is minus their channel means, not those of the first
     batch of 4; the encoder's last layer is set first. With ``init_batch_size: 0`` the first batch sets the actnorms
     and the encoder starts at zero."""
     data = ColouredDigitsDataModule(copies=1, eval_copies=1, image_size=8, batch_size=4, seed=0)
-    model = FlowVAE(z_dim=6, init_batch_size=init_batch_size, **TINY)
+    model = FlowVAE(z_dim=6, init_batch_size=init_batch_size, weight_norm=weight_norm, **TINY)
     probe = _FirstStep()
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[probe],
@@ -109,7 +110,9 @@ def test_the_init_pass_sets_every_actnorm_from_a_large_batch_in_the_authors_inpu
     trainer.fit(model, data)
     train = data.splits["train"]
     means = (2 * train.images.float() / 255 - 1).mean((0, 2, 3))  # every training image, [-1, 1]
-    if init_batch_size:
+    if not weight_norm:  # a plain zero layer: the encoder starts at zero, the actnorms as with weight norm
+        assert probe.initialised and (probe.fc_out == 0).all()
+    elif init_batch_size:
         assert probe.initialised  # all of them, the flow prior's too, before the first batch
         assert torch.allclose(-probe.bias.flatten(), means, atol=0.03)
         # the encoder's last layer: outputs of mean 0 and std 0.01 on such images (the authors' init_scale 0.01)

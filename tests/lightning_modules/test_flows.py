@@ -94,6 +94,10 @@ def test_couplings_start_as_the_identity_and_logdets_stay_float32_under_bf16():
     assert (wn.original0 == 0).all() and wn.original1.abs().sum() > 0
     (y * torch.randn_like(y)).sum().backward()
     assert wn.original0.grad.abs().sum() > 0 and (wn.original1.grad == 0).all()
+    plain = CondCoupling(4, "A", hidden=8, cond_dim=3, weight_norm=False)  # the quick-starts' plain zero layer
+    assert not hasattr(plain.out, "parametrizations") and (plain.out.weight == 0).all()
+    (plain(x, torch.randn(2, 3))[0] * torch.randn_like(x)).sum().backward()
+    assert plain.out.weight.grad.abs().sum() > 0  # every weight learns from the first step
     step = FlowStep(4, hidden=8, cond_dim=3)
     _randomise(step)
     with torch.autocast("cpu", dtype=torch.bfloat16):
