@@ -107,7 +107,9 @@ class SPAIR(RepresentationModule):
             background's posterior mean (beyond both papers).
         background_colour: ``deep`` (paper 1: the colour comes out of the background's networks) or ``linear``
             (beyond both papers: three more z_bg dimensions carry the colour on a linear path that reaches unseen
-            colours, :mod:`lightning_modules.nn.background`).
+            colours, :mod:`lightning_modules.nn.background`). In training that path fades in over
+            ``object_warmup_steps`` (weight 0 -> 1), so the cells switch on and learn the birds first: at full
+            weight from the start the background explains every scene and no cell ever switches on (measured).
         glimpse_hidden: width of a dense layer in the glimpse encoder and decoder (``None``: the authors' ``2 *
             z_what_dim``, spair/spair.py:253, 348; 0: none).
         upsample: ``bilinear`` (authors: tf.image.resize, spair/spair.py:360, 362) or ``nearest`` in the conv decoders.

@@ -13,6 +13,9 @@ A and C start at the identity (a, c at zero), so at initialisation the backgroun
 colour, which is the background's on Multi-Bird scenes (birds cover under half of the pixels). The deep part keeps
 the rest (z_rest, e.g. Hard's checkerboard) with its per-channel spatial mean removed: a constant colour can only come
 from the linear path. Nothing of the unseen colours enters training.
+
+In training the colour term is weighted by SPAIR's ramp (0 -> 1 over its ``object_warmup_steps``): a background that
+is right from step 0 leaves the cells nothing to explain, and they never switch on.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ class ColourPathEncoder(nn.Module):
 class ColourPathDecoder(nn.Module):
     """Background logits from z_bg = [z_colour (3), z_rest (and anything appended, e.g. z_l)].
 
-    Shapes: forward(z: (B, 3 + rest)) -> logits (B, 3, H, W).
+    Shapes: forward(z: (B, 3 + rest), weight: the colour term's weight) -> logits (B, 3, H, W).
     """
 
     def __init__(self, deep: nn.Module) -> None:
