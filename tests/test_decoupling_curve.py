@@ -30,6 +30,7 @@ def test_the_curve_config_parses_with_a_time_limit_and_evaluations_every_few_epo
     config = yaml.safe_load(open(path))
     assert config["trainer"]["max_time"] == "00:01:00:00" and config["trainer"]["max_epochs"] == -1
     assert {cb["init_args"]["every_n_epochs"] for cb in config["trainer"]["callbacks"]} == {3}
+    assert config["model"]["init_args"]["weight_norm"] is True  # the authors' layers, as the curve was measured
     assert dc.write_config("glow", 90.5, 2) and yaml.safe_load(open("runs/decoupling_curve/glow.yaml"))["trainer"][
         "max_time"] == "00:01:30:30"
     r = cli(["fit", "--config", str(tmp_path / path), "--print_config"])
