@@ -319,3 +319,10 @@ def check_positive(name: str, value: float, key: str, allow_zero: bool = False) 
     if not ok or value != value:
         need = "non-negative" if allow_zero else "positive"
         raise ConfigError(f"{name} must be {need}, got {value!r}; set `{key}` to a {need} number.")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming the model's YAML key when ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{name} must be one of {options}, got {value!r}; set `model.init_args.{name}`.")

@@ -49,7 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.base import LRSchedulerCallable, OptimizerCallable, RepresentationModule, check_positive
+from lightning_modules.base import (
+    LRSchedulerCallable,
+    OptimizerCallable,
+    RepresentationModule,
+    check_choice,
+    check_positive,
+)
 from lightning_modules.nn.background import COLOUR_DIMS, ColourPathDecoder, ColourPathEncoder
 from lightning_modules.nn.distributions import Bernoulli, FixedGaussian, gaussian_kl_std_normal, reparameterize
 from lightning_modules.nn.glimpse import box_to_xyxy, crop, paste_sum
@@ -200,16 +206,12 @@ class SPAIR(RepresentationModule):
             )
         if glimpse_size % 4:
             raise ConfigError(f"glimpse_size must be a multiple of 4, got {glimpse_size}; set `model.init_args.glimpse_size`.")
-        if background not in ("conv", "dense"):
-            raise ConfigError(f"background must be 'conv' or 'dense', got {background!r}; set `model.init_args.background`.")
-        if init not in ("torch", "glorot"):
-            raise ConfigError(f"init must be 'torch' or 'glorot', got {init!r}; set `model.init_args.init`.")
-        if pres_clip not in ("hard", "straight_through"):
-            raise ConfigError(f"pres_clip must be 'hard' or 'straight_through', got {pres_clip!r}; "
-                              "set `model.init_args.pres_clip`.")
-        if detect_boxes not in ("alpha", "box"):
-            raise ConfigError(f"detect_boxes must be 'alpha' or 'box', got {detect_boxes!r}; "
-                              "set `model.init_args.detect_boxes`.")
+        for name, value, allowed in (("background", background, ("conv", "dense")), ("init", init, ("torch", "glorot")),
+                                     ("pres_clip", pres_clip, ("hard", "straight_through")),
+                                     ("detect_boxes", detect_boxes, ("alpha", "box")),
+                                     ("background_colour", background_colour, ("deep", "linear")),
+                                     ("object_input", object_input, ("image", "residual"))):
+            check_choice(name, value, allowed)
         check_positive("pres_credit", pres_credit, "model.init_args.pres_credit", allow_zero=True)
         self.pres_credit, self.pres_credit_start = pres_credit, pres_credit_start
         if not 0 <= z_pres_prior_prob < 1:
@@ -287,12 +289,6 @@ class SPAIR(RepresentationModule):
         self.register_buffer("cell_xy", torch.flip(rc, [-1]).float(), persistent=False)
         if init == "glorot":
             glorot_init_(self)
-        if background_colour not in ("deep", "linear"):
-            raise ConfigError(f"background_colour must be 'deep' or 'linear', got {background_colour!r}; set "
-                              "`model.init_args.background_colour`.")
-        if object_input not in ("image", "residual"):
-            raise ConfigError(f"object_input must be 'image' or 'residual', got {object_input!r}; set "
-                              "`model.init_args.object_input`.")
         self.object_input = object_input
         if background_colour == "linear":  # after the init above: its linear maps start at the identity
             self.bg_encoder, self.bg_decoder = ColourPathEncoder(self.bg_encoder), ColourPathDecoder(self.bg_decoder)
