@@ -347,15 +347,15 @@ class FlowVAE(RepresentationModule):
         train = data.splits["train"]
         index = torch.randperm(len(train), generator=gen)[: self.init_batch_size]
         x = data.images("train", index).to(self.device).contiguous(memory_format=self.memory_format)
-        encoder_mode = self.encoder.training if self.encoder is not None else False
-        if self.encoder is not None:
-            self.encoder.eval()  # as the authors (the model in eval mode): BatchNorm's running statistics untouched
+        enc = self.encoder
         with torch.no_grad():
-            if self.encoder is not None:
-                self.encoder.init_from_data(2 * x - 1)  # first, as the authors (wolf/wolf.py:31-33): z for the flow's init
+            if enc is not None:  # first, as the authors (wolf/wolf.py:31-33): z for the flow's init; in eval mode as
+                mode = enc.training  # theirs, so BatchNorm's running statistics are untouched
+                enc.eval()
+                enc.init_from_data(2 * x - 1)
             self._terms(x)
-        if self.encoder is not None:
-            self.encoder.train(encoder_mode)
+            if enc is not None:
+                enc.train(mode)
 
     def initialised(self) -> bool:
         return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))
