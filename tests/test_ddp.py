@@ -26,7 +26,7 @@ def _small(config: str, tmp_path) -> list[str]:
     if "spair" not in config:
         return SMALL
     return ["--trainer.accelerator=cpu", "--trainer.logger=false", f"--data.init_args.root={tmp_path / 'mb'}",
-            "--data.init_args.num_train=128", "--data.init_args.num_val=51", "--data.init_args.num_test=51",
+            "--data.init_args.num_train=128", "--data.init_args.num_val=11", "--data.init_args.num_test=11",
             "--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=1"]
 
 
