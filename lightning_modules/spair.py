@@ -423,9 +423,11 @@ class SPAIR(RepresentationModule):
         mu, logvar = self.bg_encoder(x)
         z_bg = reparameterize(mu, logvar) if sample else mu
         inp = torch.cat([z_bg, z_l], -1) if (self.concat_z_bg and z_l is not None) else z_bg
-        if isinstance(self.bg_decoder, ColourPathDecoder):
-            return self.likelihood.mean(self.bg_decoder(inp, 1.0 - self.warmup_weight(self.object_warmup_steps))), z_bg, mu, logvar
-        return self.likelihood.mean(self.bg_decoder(inp)), z_bg, mu, logvar
+        if isinstance(self.bg_decoder, ColourPathDecoder):  # its colour path fades in over the objects' warm-up
+            logits = self.bg_decoder(inp, 1.0 - self.warmup_weight(self.object_warmup_steps))
+        else:
+            logits = self.bg_decoder(inp)
+        return self.likelihood.mean(logits), z_bg, mu, logvar
 
     # ------------------------------------------------------------------ loss
     def step_count(self) -> int:
